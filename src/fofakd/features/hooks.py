@@ -1,0 +1,86 @@
+"""Rewriting a stage's input through forward pre-hooks, so prompts enter any timm model without forward code."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Callable, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from .layout import map_to_tokens, tokens_to_map
+from .stages import ModelStages, StageInfo
+
+MapTransform = Callable[[torch.Tensor], torch.Tensor]
+
+
+def stage_input_to_map(x: torch.Tensor, stage: StageInfo, num_prefix_tokens: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A stage input as a map (B, C, h, w), plus the prefix tokens held out of a token input (else None)."""
+    if stage.input_layout == "NCHW":
+        return x, None
+    if stage.input_layout == "NHWC":
+        return x.permute(0, 3, 1, 2), None
+    prefix = x[:, :num_prefix_tokens] if num_prefix_tokens else None
+    return tokens_to_map(x[:, num_prefix_tokens:], stage.input_grid), prefix
+
+
+def map_to_stage_input(x: torch.Tensor, stage: StageInfo, prefix: torch.Tensor | None) -> torch.Tensor:
+    """Inverse of `stage_input_to_map`."""
+    if stage.input_layout == "NCHW":
+        return x
+    if stage.input_layout == "NHWC":
+        return x.permute(0, 2, 3, 1)
+    tokens = map_to_tokens(x)
+    return tokens if prefix is None else torch.cat([prefix, tokens], dim=1)
+
+
+class StageInputHooks:
+    """Forward pre-hooks that pass chosen stages' inputs through map transforms while active.
+
+    Registered once; they do nothing outside `with hooks.active():`, so one model serves both the plain and the
+    rewritten forward pass.
+
+    Args:
+        model: The model to hook.
+        stages: Its discovered stages.
+        transforms: Stage position -> transform of the stage input as a map (B, C, h, w).
+    """
+
+    def __init__(self, model: nn.Module, stages: ModelStages, transforms: dict[int, MapTransform]):
+        self._active = False
+        self._handles = []
+        for position, transform in transforms.items():
+            stage = stages[position]
+            module = model.get_submodule(stage.start_module)
+            self._handles.append(
+                module.register_forward_pre_hook(self._make_hook(stage, stages.num_prefix_tokens, transform))
+            )
+
+    def _make_hook(self, stage: StageInfo, num_prefix: int, transform: MapTransform):
+        def hook(_module: nn.Module, args: tuple) -> tuple | None:
+            if not self._active:
+                return None
+            x, prefix = stage_input_to_map(args[0], stage, num_prefix)
+            return (map_to_stage_input(transform(x), stage, prefix), *args[1:])
+
+        return hook
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        """Apply the transforms inside this block."""
+        previous, self._active = self._active, True
+        try:
+            yield
+        finally:
+            self._active = previous
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+
+def stage_positions(selection: Sequence[int] | None, num_stages: int) -> list[int]:
+    """Normalise a stage selection (None = all, negatives count from the end) to sorted positions."""
+    if selection is None:
+        return list(range(num_stages))
+    return sorted({p + num_stages if p < 0 else p for p in selection})

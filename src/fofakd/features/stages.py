@@ -1,0 +1,236 @@
+"""Stage discovery: which intermediate features of a timm model FOFA uses, found by a dry run.
+
+A model is cut into `num_stages` stages (4 by default). Hierarchical nets (ResNet, ConvNeXt, Swin, MobileNet, ...)
+use their last resolution stages; isotropic nets (ViT, DeiT, Mixer, ResMLP) use blocks at 2/12, 4/12, 10/12 and
+12/12 of their depth. Everything (channels, grids, where each stage starts) is read off the model, never typed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ..errors import FofakdError
+from .layout import infer_grid, map_to_tokens
+
+ISOTROPIC_CUTS = (2, 4, 10, 12)  # stage ends as twelfths of an isotropic net's depth (blocks 1, 3, 9, 11 of 12)
+
+
+@dataclass(frozen=True)
+class StageInfo:
+    """One stage of a model.
+
+    Attributes:
+        index: The stage's index for the model's `forward_intermediates`.
+        module: Name of the module whose output is the stage feature.
+        start_module: Name of the stage's first module; prompts are injected into its input.
+        channels: Channels of the stage output.
+        grid: (H, W) of the stage output.
+        form: "map" (B, C, H, W) or "tokens" (B, H*W, C): how the stage feature is presented.
+        input_layout: Layout of the start module's input: "NCHW", "NHWC" or "NLC".
+        input_channels: Channels of the start module's input.
+        input_grid: (h, w) of the start module's input.
+    """
+
+    index: int
+    module: str
+    start_module: str
+    channels: int
+    grid: tuple[int, int]
+    form: str
+    input_layout: str
+    input_channels: int
+    input_grid: tuple[int, int]
+
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        """Per-sample shape of the stage feature in its form."""
+        h, w = self.grid
+        return (self.channels, h, w) if self.form == "map" else (h * w, self.channels)
+
+
+@dataclass(frozen=True)
+class ModelStages:
+    """The stages of one model at one input size, plus what is needed to read its inner activations."""
+
+    stages: tuple[StageInfo, ...]
+    input_size: tuple[int, int, int]
+    num_prefix_tokens: int
+
+    @property
+    def indices(self) -> list[int]:
+        return [s.index for s in self.stages]
+
+    def __len__(self) -> int:
+        return len(self.stages)
+
+    def __getitem__(self, i: int) -> StageInfo:
+        return self.stages[i]
+
+
+def _feature_entries(model: nn.Module) -> list[dict]:
+    info = getattr(model, "feature_info", None)
+    if not info or not hasattr(model, "forward_intermediates") or not hasattr(model, "forward_head"):
+        raise FofakdError(
+            f"model {type(model).__name__} does not expose timm's feature_info, forward_intermediates and "
+            "forward_head; build it with fofakd.create_model or timm.create_model."
+        )
+    return [dict(e) for e in info]
+
+
+def default_stage_indices(model: nn.Module, num_stages: int = 4) -> list[int]:
+    """The feature indices FOFA uses for `model` by default (fofa-method.md section 1)."""
+    entries = _feature_entries(model)
+    if _is_isotropic(entries):
+        depth = len(entries)
+        if depth < num_stages:
+            raise FofakdError(f"an isotropic model with {depth} blocks cannot be cut into {num_stages} stages.")
+        if num_stages == len(ISOTROPIC_CUTS):
+            fractions = [c / 12 for c in ISOTROPIC_CUTS]
+        else:
+            fractions = [(i + 1) / num_stages for i in range(num_stages)]
+        indices: list[int] = []
+        for f in fractions:
+            cut = max(round(depth * f) - 1, indices[-1] + 1 if indices else 0)
+            indices.append(cut)
+        indices[-1] = depth - 1
+        return indices
+    if len(entries) < num_stages:
+        raise FofakdError(
+            f"model {type(model).__name__} has {len(entries)} feature stages, fewer than the {num_stages} needed; "
+            "pass fewer stages or choose another model."
+        )
+    return list(range(len(entries) - num_stages, len(entries)))
+
+
+def _is_isotropic(entries: list[dict]) -> bool:
+    return len({e["reduction"] for e in entries}) == 1
+
+
+def _start_module(end: str, previous_end: str | None) -> str:
+    """The first module of the stage that ends at `end`, given where the previous stage ended.
+
+    A stage that is one container (ResNet `layer2`, ConvNeXt `stages.1`) starts at itself. A stage that is a
+    run of numbered blocks (ViT `blocks.9`, MobileNet `blocks.4`) starts after the previous stage's last block.
+    """
+    parent, _, last = end.rpartition(".")
+    if not last.isdigit():
+        return end
+    if previous_end is not None:
+        prev_parent, _, prev_last = previous_end.rpartition(".")
+        if prev_parent == parent and prev_last.isdigit():
+            return f"{parent}.{int(prev_last) + 1}"
+    return f"{parent}.0"
+
+
+def discover_stages(
+    model: nn.Module,
+    input_size: Sequence[int],
+    indices: Sequence[int] | None = None,
+    form: str | None = None,
+    num_stages: int = 4,
+) -> ModelStages:
+    """Find a model's stages and their shapes by a dry run at `input_size` (C, H, W).
+
+    Args:
+        model: A timm model (anything with `feature_info`, `forward_intermediates` and `forward_head`).
+        input_size: (C, H, W) of the inputs the model will see.
+        indices: Feature indices to use instead of the defaults (negative values count from the end).
+        form: "map" or "tokens" to override how stage features are presented; by default isotropic and
+            channels-last models (ViT, Mixer, Swin) give tokens and the rest maps, as the reference does.
+        num_stages: How many stages to use when `indices` is not given.
+    """
+    entries = _feature_entries(model)
+    isotropic = _is_isotropic(entries)
+    if indices is None:
+        indices = default_stage_indices(model, num_stages)
+    indices = [i + len(entries) if i < 0 else i for i in indices]
+    if any(not 0 <= i < len(entries) for i in indices) or sorted(set(indices)) != list(indices):
+        raise FofakdError(
+            f"stage indices {list(indices)} must be distinct, increasing and within the model's "
+            f"{len(entries)} feature entries."
+        )
+    channels_last = getattr(model, "output_fmt", "NCHW") != "NCHW"
+    if form is None:
+        form = "tokens" if (isotropic or channels_last) else "map"
+    if form not in ("map", "tokens"):
+        raise FofakdError(f"feature form '{form}' is not known; use 'map' or 'tokens'.")
+
+    ends = [entries[i]["module"] for i in indices]
+    first_previous = entries[indices[0] - 1]["module"] if (not isotropic and indices[0] > 0) else None
+    starts = [_start_module(end, prev) for end, prev in zip(ends, [first_previous] + ends[:-1])]
+
+    feats, seen_inputs = _dry_run(model, input_size, indices, starts)
+    image_hw = (int(input_size[1]), int(input_size[2]))
+    prefix = int(getattr(model, "num_prefix_tokens", 0) or 0)
+    stages = []
+    for idx, end, start, feat, seen in zip(indices, ends, starts, feats, seen_inputs):
+        layout, in_chans, in_grid = _describe_input(seen, channels_last, prefix, image_hw)
+        stages.append(
+            StageInfo(
+                index=idx, module=end, start_module=start, channels=feat.shape[1], grid=tuple(feat.shape[2:]),
+                form=form, input_layout=layout, input_channels=in_chans, input_grid=in_grid,
+            )
+        )
+    return ModelStages(stages=tuple(stages), input_size=tuple(int(v) for v in input_size), num_prefix_tokens=prefix)
+
+
+def _dry_run(
+    model: nn.Module, input_size: Sequence[int], indices: list[int], starts: list[str]
+) -> tuple[list[torch.Tensor], list[tuple[int, ...]]]:
+    seen: dict[str, tuple[int, ...]] = {}
+    handles = []
+    for name in starts:
+        try:
+            module = model.get_submodule(name)
+        except AttributeError:
+            raise FofakdError(
+                f"stage start module '{name}' was not found in {type(model).__name__}; pass stage indices explicitly."
+            ) from None
+        handles.append(module.register_forward_pre_hook(_shape_recorder(seen, name)))
+    was_training = model.training
+    param = next(model.parameters(), None)
+    x = torch.zeros(2, *input_size, device=param.device if param is not None else "cpu")
+    try:
+        model.eval()
+        with torch.no_grad():
+            _, feats = model.forward_intermediates(x, indices=indices, output_fmt="NCHW")
+    except (RuntimeError, AssertionError, ValueError) as err:
+        raise FofakdError(
+            f"{type(model).__name__} does not accept inputs of size {tuple(input_size)} ({err}); "
+            "build the model for this image size or resize the data."
+        ) from None
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return feats, [seen[name] for name in starts]
+
+
+def _shape_recorder(seen: dict[str, tuple[int, ...]], name: str):
+    def hook(_module: nn.Module, args: tuple) -> None:
+        seen.setdefault(name, tuple(args[0].shape))
+
+    return hook
+
+
+def _describe_input(
+    shape: tuple[int, ...], channels_last: bool, prefix: int, image_hw: tuple[int, int]
+) -> tuple[str, int, tuple[int, int]]:
+    if len(shape) == 4:
+        if channels_last:
+            return "NHWC", shape[3], (shape[1], shape[2])
+        return "NCHW", shape[1], (shape[2], shape[3])
+    if len(shape) == 3:
+        return "NLC", shape[2], infer_grid(shape[1] - prefix, image_hw)
+    raise FofakdError(f"a stage input of shape {shape} is neither a map nor a token sequence.")
+
+
+def forward_stages(model: nn.Module, x: torch.Tensor, stages: ModelStages) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Logits and stage features of `model` in one forward pass; features in each stage's form."""
+    final, feats = model.forward_intermediates(x, indices=stages.indices, output_fmt="NCHW")
+    logits = model.forward_head(final)
+    feats = [f if s.form == "map" else map_to_tokens(f) for f, s in zip(feats, stages.stages)]
+    return logits, feats

@@ -1,0 +1,70 @@
+"""The distiller base class: one module owning a frozen teacher, the student and training-only parts."""
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import torch
+from torch import nn
+
+from .losses import task_loss
+
+
+class Distiller(nn.Module):
+    """Base for all methods.
+
+    `forward(images, targets)` returns a dict with `loss` (the weighted total to back-propagate), `logits` (the
+    student's) and the unweighted parts `loss_*`. In eval mode only the student runs. The teacher is frozen: its
+    parameters never require gradients and it stays in eval mode whatever `train()` is called with.
+
+    Args:
+        teacher: The teacher model (timm interface), frozen here.
+        student: The student model (timm interface), trained.
+        input_size: (C, H, W) of the training inputs; training-only modules are sized by a dry run at it.
+        ce_weight: Weight of the student's task loss.
+        label_smoothing: Label smoothing of the task loss for class-index targets.
+    """
+
+    def __init__(
+        self,
+        teacher: nn.Module,
+        student: nn.Module,
+        input_size: Sequence[int],
+        ce_weight: float = 1.0,
+        label_smoothing: float = 0.0,
+    ):
+        super().__init__()
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.student = student
+        self.input_size = tuple(int(v) for v in input_size)
+        self.ce_weight = ce_weight
+        self.label_smoothing = label_smoothing
+
+    def train(self, mode: bool = True) -> "Distiller":
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def task_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return task_loss(logits, targets, self.label_smoothing)
+
+    def evaluate(self, images: torch.Tensor, targets: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """The eval-mode output: the student's logits, and its task loss when targets are given."""
+        logits = self.student(images)
+        out = {"logits": logits}
+        if targets is not None:
+            out["loss_ce"] = self.task_loss(logits, targets)
+            out["loss"] = out["loss_ce"]
+        return out
+
+    def named_extra_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        """Training-only parameters: everything trainable that is not the student's."""
+        for name, param in self.named_parameters():
+            if param.requires_grad and not name.startswith(("student.", "teacher.")):
+                yield name, param
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """What the optimiser trains: the student and the training-only modules (never the teacher)."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def num_extra_parameters(self) -> int:
+        return sum(p.numel() for _, p in self.named_extra_parameters())

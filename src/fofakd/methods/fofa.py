@@ -1,0 +1,150 @@
+"""FOFA: region-aware attention on the student, adaptive feedback prompts in the frozen teacher (fofa-method.md)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ..errors import FofakdError
+from ..features.hooks import StageInputHooks, stage_positions
+from ..features.layout import to_map
+from ..features.stages import discover_stages, forward_stages
+from ..modules.aligners import build_region_aligner
+from ..modules.prompts import AdaptiveFeedbackPrompt
+from ..modules.raa import RegionAwareAttention
+from .base import Distiller
+from .losses import hcl_loss, kd_loss, kl_divergence
+from .registry import register_method
+
+
+@register_method("fofa")
+class FOFA(Distiller):
+    """Feature-based One-For-All distillation.
+
+    Loss: `ce_weight * CE + kd_weight * KD + fd_weight * sum_i HCL(A_i, T_i) + reg_weight * KL(z_T || z_T')`.
+
+    Args:
+        teacher: Teacher (timm interface); frozen.
+        student: Student (timm interface).
+        input_size: (C, H, W) of the training inputs.
+        num_queries: Region tokens over all stages (a square number per stage).
+        dim: Attention width of the RAA.
+        heads: Attention heads of the RAA.
+        pos_embed: RAA positional encoding: "fixed", "reference" (the reference's batch-indexed one) or "none".
+        use_raa: False skips the attention (aligners then see each stage's region tokens alone): an ablation.
+        afp_stages: Teacher stage positions (0-based) that get a prompt; None = all, [] = no prompts.
+        use_feedback: Fuse the previous step's feedback into the prompts.
+        se_mode: Squeeze-excitation in the prompts: "bias" (reference) or "gate" (standard).
+        ce_weight: Weight of the task loss.
+        kd_weight: Weight of Hinton KD against the unprompted teacher (alpha).
+        fd_weight: Weight of the feature loss (beta).
+        reg_weight: Weight of the prompt regulariser (gamma).
+        temperature: KD temperature.
+        label_smoothing: Label smoothing of the task loss.
+        teacher_stages: Teacher feature indices overriding the defaults.
+        student_stages: Student feature indices overriding the defaults.
+        teacher_form: "map" or "tokens" overriding how teacher features are treated.
+        student_form: "map" or "tokens" overriding how student features are treated.
+    """
+
+    def __init__(
+        self,
+        teacher: nn.Module,
+        student: nn.Module,
+        input_size: Sequence[int],
+        num_queries: int = 64,
+        dim: int = 512,
+        heads: int = 8,
+        pos_embed: str = "fixed",
+        use_raa: bool = True,
+        afp_stages: Sequence[int] | None = None,
+        use_feedback: bool = True,
+        se_mode: str = "bias",
+        ce_weight: float = 1.0,
+        kd_weight: float = 1.0,
+        fd_weight: float = 1.0,
+        reg_weight: float = 1.0,
+        temperature: float = 1.0,
+        label_smoothing: float = 0.0,
+        teacher_stages: Sequence[int] | None = None,
+        student_stages: Sequence[int] | None = None,
+        teacher_form: str | None = None,
+        student_form: str | None = None,
+    ):
+        super().__init__(teacher, student, input_size, ce_weight=ce_weight, label_smoothing=label_smoothing)
+        self.kd_weight, self.fd_weight, self.reg_weight = kd_weight, fd_weight, reg_weight
+        self.temperature = temperature
+        self.use_raa = use_raa
+        self.teacher_stages = discover_stages(self.teacher, self.input_size, teacher_stages, teacher_form)
+        self.student_stages = discover_stages(self.student, self.input_size, student_stages, student_form)
+        if len(self.student_stages) != len(self.teacher_stages):
+            raise FofakdError(
+                f"the student has {len(self.student_stages)} stages and the teacher {len(self.teacher_stages)}; "
+                "choose the same number of stage indices for both."
+            )
+        self.raa = RegionAwareAttention(
+            [s.channels for s in self.student_stages],
+            [s.grid for s in self.student_stages],
+            num_queries=num_queries,
+            dim=dim,
+            num_heads=heads,
+            pos_embed=pos_embed,
+        )
+        self.aligners = nn.ModuleList(
+            build_region_aligner(dim, self.raa.regions_per_side, t) for t in self.teacher_stages
+        )
+        positions = stage_positions(afp_stages, len(self.teacher_stages))
+        self.prompts = nn.ModuleDict(
+            {str(p): AdaptiveFeedbackPrompt(self.teacher_stages[p], se_mode, use_feedback) for p in positions}
+        )
+        self.prompt_hooks = StageInputHooks(
+            self.teacher, self.teacher_stages, {int(p): prompt for p, prompt in self.prompts.items()}
+        )
+
+    def align(self, student_feats: Sequence[torch.Tensor], return_attention: bool = False):
+        """Student stage features -> features in the teacher stages' shapes (and RAA weights if asked)."""
+        maps = [to_map(f, s.grid) for f, s in zip(student_feats, self.student_stages)]
+        attention = None
+        if self.use_raa:
+            result = self.raa(maps, return_attention=return_attention)
+            regions, attention = result if return_attention else (result, None)
+        else:
+            regions = [patchify(x) for patchify, x in zip(self.raa.patchify, maps)]
+        aligned = [aligner(r) for aligner, r in zip(self.aligners, regions)]
+        return (aligned, attention) if return_attention else aligned
+
+    def forward(self, images: torch.Tensor, targets: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        if not self.training:
+            return self.evaluate(images, targets)
+        student_logits, student_feats = forward_stages(self.student, images, self.student_stages)
+        with torch.no_grad():
+            teacher_logits, plain_feats = forward_stages(self.teacher, images, self.teacher_stages)
+        if self.prompts:
+            with self.prompt_hooks.active():
+                prompted_logits, teacher_feats = forward_stages(self.teacher, images, self.teacher_stages)
+        else:
+            prompted_logits, teacher_feats = teacher_logits, plain_feats
+        aligned = self.align(student_feats)
+
+        loss_fd = sum(hcl_loss(a, t, s.grid) for a, t, s in zip(aligned, teacher_feats, self.teacher_stages))
+        for position, prompt in self.prompts.items():
+            p = int(position)
+            prompt.store_feedback(aligned[p] - teacher_feats[p])
+
+        loss_ce = self.task_loss(student_logits, targets)
+        loss_kd = kd_loss(student_logits, teacher_logits, self.temperature)
+        loss_reg = kl_divergence(teacher_logits, prompted_logits)
+        loss = (
+            self.ce_weight * loss_ce + self.kd_weight * loss_kd + self.fd_weight * loss_fd
+            + self.reg_weight * loss_reg
+        )
+        return {
+            "loss": loss, "logits": student_logits,
+            "loss_ce": loss_ce, "loss_kd": loss_kd, "loss_fd": loss_fd, "loss_reg": loss_reg,
+        }
+
+    def reset_feedback(self) -> None:
+        """Forget the stored feedback (the next step runs without it)."""
+        for prompt in self.prompts.values():
+            prompt.reset_feedback()

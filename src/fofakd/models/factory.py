@@ -1,0 +1,57 @@
+"""`create_model`: any timm model, optionally with weights from a local checkpoint."""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+import timm
+from torch import nn
+
+from ..errors import FofakdError
+from . import small  # noqa: F401 -- registers the small-image variants with timm
+from .checkpoint import load_weights
+
+
+def has_fixed_input_size(name: str) -> bool:
+    """Whether the timm model `name` is built for one input size (ViT, Mixer, Swin) rather than any."""
+    cfg = timm.models.get_pretrained_cfg(name.split(".")[0])
+    return bool(cfg is not None and getattr(cfg, "fixed_input_size", False))
+
+
+def create_model(
+    name: str,
+    num_classes: int,
+    in_chans: int = 3,
+    img_size: int | tuple[int, int] | None = None,
+    checkpoint: str | Path | None = None,
+    pretrained: bool = False,
+    reset_head: bool = False,
+    **kwargs,
+) -> nn.Module:
+    """Build a timm model for `num_classes` classes and `in_chans` input channels.
+
+    Args:
+        name: A timm model name (or one of fofakd's small-image variants, see `fofakd.models.small`).
+        num_classes: Classifier size.
+        in_chans: Input channels (1 for grey-scale data).
+        img_size: Input size for models built for a fixed size (ViT, Mixer, Swin); ignored by CNNs.
+        checkpoint: A local weights file (timm/torchvision state dict, .safetensors, or a fofakd run directory).
+        pretrained: Download timm's pretrained weights (needs network); ignored when `checkpoint` is given.
+        reset_head: When the checkpoint's classifier has another class count, keep a fresh head instead of failing.
+        **kwargs: Passed to the timm constructor (e.g. `patch_size=4`, `drop_path_rate=0.1`).
+    """
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
+        hint = f" (did you mean {', '.join(close)}?)" if close else "; see timm.list_models()"
+        raise FofakdError(f"model '{name}' is not a timm model name{hint}.")
+    if img_size is not None and has_fixed_input_size(name):
+        kwargs["img_size"] = img_size
+    try:
+        model = timm.create_model(
+            name, pretrained=pretrained and checkpoint is None, num_classes=num_classes, in_chans=in_chans, **kwargs
+        )
+    except TypeError as err:
+        raise FofakdError(f"model '{name}' does not take these options ({err}); check the model arguments.") from None
+    if checkpoint is not None:
+        load_weights(model, checkpoint, reset_head=reset_head)
+    return model

@@ -1,0 +1,79 @@
+"""Aligners (fofa-method.md section 3): map region tokens or maps onto a target feature's exact shape."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..features.stages import StageInfo
+from .init import init_weights
+
+
+class RegionsToMap(nn.Module):
+    """(B, g*g, d) region tokens -> (B, C_t, H, W): lay on the g x g grid, resize (nearest), BN, 1x1 conv."""
+
+    def __init__(self, dim: int, regions_per_side: int, out_channels: int, out_grid: tuple[int, int]):
+        super().__init__()
+        self.side = regions_per_side
+        self.out_grid = tuple(out_grid)
+        self.norm = nn.BatchNorm2d(dim)
+        self.proj = nn.Conv2d(dim, out_channels, kernel_size=1, bias=False)
+        init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, _, dim = x.shape
+        x = x.transpose(1, 2).reshape(batch, dim, self.side, self.side)
+        if self.out_grid != (self.side, self.side):
+            x = F.interpolate(x, size=self.out_grid, mode="nearest")
+        return self.proj(self.norm(x))
+
+
+class RegionsToTokens(nn.Module):
+    """(B, N, d) region tokens -> (B, L_t, D_t): BN over the N tokens, Linear d->D_t, BN(D_t), Linear N->L_t."""
+
+    def __init__(self, num_regions: int, dim: int, out_length: int, out_dim: int):
+        super().__init__()
+        self.norm_tokens = nn.BatchNorm1d(num_regions)
+        self.proj_dim = nn.Linear(dim, out_dim)
+        self.norm_dim = nn.BatchNorm1d(out_dim)
+        self.proj_length = nn.Linear(num_regions, out_length)
+        init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.proj_dim(self.norm_tokens(x))  # (B, N, D_t)
+        x = self.proj_length(self.norm_dim(x.transpose(1, 2)))  # (B, D_t, L_t)
+        return x.transpose(1, 2)
+
+
+def build_region_aligner(dim: int, regions_per_side: int, target: StageInfo) -> nn.Module:
+    """The aligner from (B, g*g, dim) region tokens to the target stage feature, by the target's form."""
+    if target.form == "map":
+        return RegionsToMap(dim, regions_per_side, target.channels, target.grid)
+    h, w = target.grid
+    return RegionsToTokens(regions_per_side**2, dim, h * w, target.channels)
+
+
+class MapToMap(nn.Module):
+    """(B, C_in, H_in, W_in) -> (B, C_out, H_out, W_out): BN, 1x1 conv without bias, nearest resize."""
+
+    def __init__(self, in_channels: int, out_channels: int, out_grid: tuple[int, int]):
+        super().__init__()
+        self.out_grid = tuple(out_grid)
+        self.norm = nn.BatchNorm2d(in_channels)
+        self.proj = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False)
+        init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.proj(self.norm(x))
+        if tuple(x.shape[-2:]) != self.out_grid:
+            x = F.interpolate(x, size=self.out_grid, mode="nearest")
+        return x
+
+
+def build_map_aligner(
+    in_channels: int, in_grid: tuple[int, int], out_channels: int, out_grid: tuple[int, int]
+) -> nn.Module:
+    """Identity when the shapes already agree, else a `MapToMap`."""
+    if in_channels == out_channels and tuple(in_grid) == tuple(out_grid):
+        return nn.Identity()
+    return MapToMap(in_channels, out_channels, out_grid)

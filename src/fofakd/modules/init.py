@@ -1,0 +1,22 @@
+"""Weight initialisation shared by fofakd's training-only modules (fofa-method.md section 3)."""
+from __future__ import annotations
+
+from timm.layers import trunc_normal_
+from torch import nn
+
+
+def init_weights(module: nn.Module) -> None:
+    """Convs Kaiming-normal (fan_out); Linear trunc-normal(0.02) with zero bias; norms weight 1, bias 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)):
+            if m.weight is not None:
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)

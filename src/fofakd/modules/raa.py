@@ -1,0 +1,132 @@
+"""Region-Aware Attention (fofa-method.md section 2): the student's stages attend to each other by region."""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import FofakdError
+from .init import init_weights
+
+POS_EMBED_MODES = ("fixed", "reference", "none")
+
+
+def sinusoidal_encoding(positions: int, dim: int) -> torch.Tensor:
+    """The transformer sine/cosine encoding, (positions, dim)."""
+    position = torch.arange(positions, dtype=torch.float32).unsqueeze(1)
+    div = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    enc = torch.zeros(positions, dim)
+    enc[:, 0::2] = torch.sin(position * div)
+    enc[:, 1::2] = torch.cos(position * div[: dim // 2])
+    return enc
+
+
+class RegionPatchify(nn.Module):
+    """Cuts one stage map into a g x g grid of region tokens of width `dim`.
+
+    The map is resized (nearest) up to a multiple of g when needed, then a conv with kernel = stride = patch size
+    turns each region into one token.
+    """
+
+    def __init__(self, channels: int, grid: tuple[int, int], regions_per_side: int, dim: int):
+        super().__init__()
+        g = regions_per_side
+        self.patch = (math.ceil(grid[0] / g), math.ceil(grid[1] / g))
+        self.size = (self.patch[0] * g, self.patch[1] * g)
+        self.needs_resize = tuple(grid) != self.size
+        self.proj = nn.Conv2d(channels, dim, kernel_size=self.patch, stride=self.patch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.needs_resize:
+            x = F.interpolate(x, size=self.size, mode="nearest")
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class RegionAwareAttention(nn.Module):
+    """Region-aware attention over all student stages.
+
+    Each stage becomes `num_queries / num_stages` region tokens; one multi-head attention lets every region token
+    attend to every region of every stage. As in the reference there is no output projection, residual or MLP.
+
+    Args:
+        stage_channels: Channels of each student stage map.
+        stage_grids: (H, W) of each student stage map.
+        num_queries: Region tokens over all stages (64 = 16 per stage for 4 stages).
+        dim: Attention width.
+        num_heads: Attention heads.
+        pos_embed: "fixed" (sinusoidal over token positions, fofakd's default), "reference" (the reference code's
+            encoding indexed by batch position, so tokens get none) or "none".
+    """
+
+    def __init__(
+        self,
+        stage_channels: Sequence[int],
+        stage_grids: Sequence[tuple[int, int]],
+        num_queries: int = 64,
+        dim: int = 512,
+        num_heads: int = 8,
+        pos_embed: str = "fixed",
+    ):
+        super().__init__()
+        num_stages = len(stage_channels)
+        per_stage = num_queries // num_stages
+        side = math.isqrt(per_stage)
+        if per_stage * num_stages != num_queries or side * side != per_stage:
+            raise FofakdError(
+                f"num_queries={num_queries} must give each of the {num_stages} stages a square number of regions "
+                f"(e.g. {4 * 4 * num_stages}); change num_queries."
+            )
+        if dim % num_heads:
+            raise FofakdError(f"dim={dim} must be divisible by heads={num_heads}; change one of them.")
+        if pos_embed not in POS_EMBED_MODES:
+            raise FofakdError(f"pos_embed '{pos_embed}' is not known; use one of {', '.join(POS_EMBED_MODES)}.")
+        self.regions_per_side = side
+        self.tokens_per_stage = per_stage
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.pos_embed = pos_embed
+        self.patchify = nn.ModuleList(
+            RegionPatchify(c, tuple(g), side, dim) for c, g in zip(stage_channels, stage_grids)
+        )
+        self.norm = nn.LayerNorm(dim)
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.register_buffer("token_encoding", sinusoidal_encoding(num_queries, dim), persistent=False)
+        init_weights(self)
+
+    def _encoding(self, batch: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor | None:
+        if self.pos_embed == "fixed":
+            return self.token_encoding.to(dtype).unsqueeze(0)
+        if self.pos_embed == "reference":
+            # The reference indexes its encoding by batch position: one vector per sample, shared by all tokens.
+            return sinusoidal_encoding(batch, self.token_encoding.shape[1]).to(device, dtype).unsqueeze(1)
+        return None
+
+    def forward(
+        self, stage_maps: Sequence[torch.Tensor], return_attention: bool = False
+    ) -> list[torch.Tensor] | tuple[list[torch.Tensor], torch.Tensor]:
+        """Stage maps (B, C_i, H_i, W_i) -> per-stage region tokens (B, N_q / num_stages, dim).
+
+        With `return_attention`, also the attention weights (B, heads, N_q, N_q).
+        """
+        tokens = torch.cat([p(x) for p, x in zip(self.patchify, stage_maps)], dim=1)
+        batch, length, dim = tokens.shape
+        x = self.norm(tokens)
+        q = self.q(x)
+        k, v = self.kv(x).chunk(2, dim=-1)
+        encoding = self._encoding(batch, x.device, x.dtype)
+        if encoding is not None:
+            q, k = q + encoding, k + encoding
+        heads = self.num_heads
+        q, k, v = (t.reshape(batch, length, heads, dim // heads).transpose(1, 2) for t in (q, k, v))
+        if return_attention:
+            attn = (q @ k.transpose(-2, -1) * self.scale).softmax(dim=-1)
+            out = attn @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+        out = out.transpose(1, 2).reshape(batch, length, dim)
+        chunks = list(out.split(self.tokens_per_stage, dim=1))
+        return (chunks, attn) if return_attention else chunks
