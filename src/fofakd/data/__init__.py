@@ -1,0 +1,1 @@
+from .fashion_mnist import load_fashion_mnist

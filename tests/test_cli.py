@@ -1,0 +1,40 @@
+import json
+import os
+import subprocess
+import sys
+
+FOFAKD = [sys.executable, "-m", "fofakd.cli"]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+
+def _run(*args):
+    return subprocess.run([*FOFAKD, *args], capture_output=True, text=True, env=ENV, timeout=300)
+
+
+def test_help_lists_commands():
+    result = _run("--help")
+    assert result.returncode == 0
+    assert "methods" in result.stdout and "stages" in result.stdout
+
+
+def test_methods_lists_fofa_with_its_options():
+    result = _run("methods")
+    assert result.returncode == 0
+    assert result.stdout.startswith("fofa:") and "se_mode='bias'" in result.stdout
+
+
+def test_stages_prints_the_discovered_stages():
+    result = _run("stages", "--model", "deit_tiny_distilled_patch16_224", "--img-size", "64")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["num_prefix_tokens"] == 2
+    assert [s["prompt_before"] for s in info["stages"]] == ["blocks.0", "blocks.2", "blocks.4", "blocks.10"]
+    assert info["stages"][0]["shape"] == [16, 192]
+
+
+def test_user_mistake_gives_one_line_and_exit_2():
+    result = _run("stages", "--model", "resnet_18")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "did you mean resnet18" in lines[0]
