@@ -17,10 +17,12 @@ def test_help_lists_commands():
     assert "methods" in result.stdout and "stages" in result.stdout
 
 
-def test_methods_lists_fofa_with_its_options():
+def test_methods_lists_every_method_with_its_options():
     result = _run("methods")
     assert result.returncode == 0
-    assert result.stdout.startswith("fofa:") and "se_mode='bias'" in result.stdout
+    lines = dict(line.split(": ", 1) for line in result.stdout.strip().splitlines())
+    assert set(lines) >= {"scratch", "kd", "dkd", "dist", "fitnet", "ofa", "rkd", "crd", "fofa"}
+    assert "se_mode='bias'" in lines["fofa"] and "gamma=1.0" in lines["ofa"]
 
 
 def test_stages_prints_the_discovered_stages():

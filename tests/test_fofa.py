@@ -2,21 +2,8 @@ import pytest
 import torch
 
 import fofakd
-
-SIZE = 32
-# Every family as teacher and as student: CNN, ViT, MLP-style, ConvNeXt/Swin.
-PAIRS = [
-    ("convnext_atto", "deit_tiny_patch16_224"),
-    ("vit_tiny_patch16_224", "resnet18"),
-    ("resnet18", "mixer_s4_32"),
-    ("resmlp_12_p4_32", "swin_tiny_patch4_window7_224"),
-    ("swin_tiny_patch4_window7_224", "mobilenetv2_100"),
-]
-
-
-def _model(name):
-    kwargs = {"patch_size": 4} if name.startswith(("vit", "deit")) else {}
-    return fofakd.create_model(name, num_classes=10, img_size=SIZE, **kwargs)
+from pairs import PAIRS, SIZE
+from pairs import make_model as _model
 
 
 def _build(teacher="resnet18", student="mixer_s4_32", **options):

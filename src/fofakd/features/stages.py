@@ -234,3 +234,22 @@ def forward_stages(model: nn.Module, x: torch.Tensor, stages: ModelStages) -> tu
     logits = model.forward_head(final)
     feats = [f if s.form == "map" else map_to_tokens(f) for f, s in zip(feats, stages.stages)]
     return logits, feats
+
+
+def forward_embedding(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and the pooled pre-logits embedding of `model` in one pass through its body."""
+    features = model.forward_features(x)
+    return model.forward_head(features), model.forward_head(features, pre_logits=True)
+
+
+def embedding_dim(model: nn.Module, input_size: Sequence[int]) -> int:
+    """Width of the pooled pre-logits embedding, by a dry run."""
+    was_training = model.training
+    param = next(model.parameters(), None)
+    try:
+        model.eval()
+        with torch.no_grad():
+            x = torch.zeros(2, *input_size, device=param.device if param is not None else "cpu")
+            return forward_embedding(model, x)[1].shape[-1]
+    finally:
+        model.train(was_training)

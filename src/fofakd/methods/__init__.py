@@ -1,3 +1,4 @@
-from . import fofa  # noqa: F401 -- registers the method
+# Importing each method registers it.
+from . import crd, dist, dkd, fitnet, fofa, kd, ofa, rkd, scratch  # noqa: F401
 from .base import Distiller
 from .registry import build_distiller, get_method, list_methods, method_options, register_method

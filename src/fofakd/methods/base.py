@@ -9,6 +9,9 @@ from torch import nn
 from .losses import task_loss
 
 
+LossParts = dict[str, tuple[float, torch.Tensor]]
+
+
 class Distiller(nn.Module):
     """Base for all methods.
 
@@ -16,8 +19,11 @@ class Distiller(nn.Module):
     student's) and the unweighted parts `loss_*`. In eval mode only the student runs. The teacher is frozen: its
     parameters never require gradients and it stays in eval mode whatever `train()` is called with.
 
+    A method implements `distill(images, targets) -> (student_logits, {name: (weight, loss)})`; the base adds the
+    task loss and sums the weighted parts.
+
     Args:
-        teacher: The teacher model (timm interface), frozen here.
+        teacher: The teacher model (timm interface), frozen here; None for methods without one.
         student: The student model (timm interface), trained.
         input_size: (C, H, W) of the training inputs; training-only modules are sized by a dry run at it.
         ce_weight: Weight of the student's task loss.
@@ -33,7 +39,7 @@ class Distiller(nn.Module):
         label_smoothing: float = 0.0,
     ):
         super().__init__()
-        self.teacher = teacher.eval().requires_grad_(False)
+        self.teacher = teacher.eval().requires_grad_(False) if teacher is not None else None
         self.student = student
         self.input_size = tuple(int(v) for v in input_size)
         self.ce_weight = ce_weight
@@ -41,8 +47,31 @@ class Distiller(nn.Module):
 
     def train(self, mode: bool = True) -> "Distiller":
         super().train(mode)
-        self.teacher.eval()
+        if self.teacher is not None:
+            self.teacher.eval()
         return self
+
+    def forward(self, images: torch.Tensor, targets: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        if not self.training:
+            return self.evaluate(images, targets)
+        logits, parts = self.distill(images, targets)
+        loss_ce = self.task_loss(logits, targets)
+        out = {"logits": logits, "loss_ce": loss_ce}
+        loss = self.ce_weight * loss_ce
+        for name, (weight, value) in parts.items():
+            out[name] = value
+            loss = loss + weight * value
+        out["loss"] = loss
+        return out
+
+    def distill(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, LossParts]:
+        """Student logits and the method's weighted loss parts for one training batch."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def teacher_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The frozen teacher's logits, computed without autograd."""
+        return self.teacher(images)
 
     def task_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return task_loss(logits, targets, self.label_smoothing)

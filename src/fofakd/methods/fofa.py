@@ -13,7 +13,7 @@ from ..features.stages import discover_stages, forward_stages
 from ..modules.aligners import build_region_aligner
 from ..modules.prompts import AdaptiveFeedbackPrompt
 from ..modules.raa import RegionAwareAttention
-from .base import Distiller
+from .base import Distiller, LossParts
 from .losses import hcl_loss, kd_loss, kl_divergence
 from .registry import register_method
 
@@ -114,9 +114,7 @@ class FOFA(Distiller):
         aligned = [aligner(r) for aligner, r in zip(self.aligners, regions)]
         return (aligned, attention) if return_attention else aligned
 
-    def forward(self, images: torch.Tensor, targets: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        if not self.training:
-            return self.evaluate(images, targets)
+    def distill(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, LossParts]:
         student_logits, student_feats = forward_stages(self.student, images, self.student_stages)
         with torch.no_grad():
             teacher_logits, plain_feats = forward_stages(self.teacher, images, self.teacher_stages)
@@ -131,17 +129,10 @@ class FOFA(Distiller):
         for position, prompt in self.prompts.items():
             p = int(position)
             prompt.store_feedback(aligned[p] - teacher_feats[p])
-
-        loss_ce = self.task_loss(student_logits, targets)
-        loss_kd = kd_loss(student_logits, teacher_logits, self.temperature)
-        loss_reg = kl_divergence(teacher_logits, prompted_logits)
-        loss = (
-            self.ce_weight * loss_ce + self.kd_weight * loss_kd + self.fd_weight * loss_fd
-            + self.reg_weight * loss_reg
-        )
-        return {
-            "loss": loss, "logits": student_logits,
-            "loss_ce": loss_ce, "loss_kd": loss_kd, "loss_fd": loss_fd, "loss_reg": loss_reg,
+        return student_logits, {
+            "loss_kd": (self.kd_weight, kd_loss(student_logits, teacher_logits, self.temperature)),
+            "loss_fd": (self.fd_weight, loss_fd),
+            "loss_reg": (self.reg_weight, kl_divergence(teacher_logits, prompted_logits)),
         }
 
     def reset_feedback(self) -> None:

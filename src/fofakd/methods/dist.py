@@ -1,0 +1,63 @@
+"""DIST: knowledge distillation from a stronger teacher by correlation (Huang et al., NeurIPS 2022)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .base import Distiller, LossParts
+from .registry import register_method
+
+
+def pearson(a: torch.Tensor, b: torch.Tensor, dim: int, eps: float = 1e-8) -> torch.Tensor:
+    """Pearson correlation of `a` and `b` along `dim`."""
+    a = a - a.mean(dim=dim, keepdim=True)
+    b = b - b.mean(dim=dim, keepdim=True)
+    return (a * b).sum(dim) / (a.norm(dim=dim) * b.norm(dim=dim) + eps)
+
+
+def dist_parts(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, tau: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inter-class (per sample, across classes) and intra-class (per class, across the batch) relation losses."""
+    ps = (student_logits.float() / tau).softmax(dim=1)
+    pt = (teacher_logits.float() / tau).softmax(dim=1)
+    inter = tau**2 * (1 - pearson(ps, pt, dim=1)).mean()
+    intra = tau**2 * (1 - pearson(ps, pt, dim=0)).mean()
+    return inter, intra
+
+
+@register_method("dist")
+class DIST(Distiller):
+    """`ce_weight * CE + beta * inter + gamma * intra`.
+
+    Args:
+        teacher: Teacher; frozen.
+        student: Student.
+        input_size: (C, H, W) of the training inputs.
+        beta: Weight of the inter-class relation.
+        gamma: Weight of the intra-class relation.
+        tau: Softmax temperature.
+        ce_weight: Weight of the task loss.
+        label_smoothing: Label smoothing of the task loss.
+    """
+
+    def __init__(
+        self,
+        teacher: nn.Module,
+        student: nn.Module,
+        input_size: Sequence[int],
+        beta: float = 1.0,
+        gamma: float = 1.0,
+        tau: float = 1.0,
+        ce_weight: float = 1.0,
+        label_smoothing: float = 0.0,
+    ):
+        super().__init__(teacher, student, input_size, ce_weight=ce_weight, label_smoothing=label_smoothing)
+        self.beta, self.gamma, self.tau = beta, gamma, tau
+
+    def distill(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, LossParts]:
+        logits = self.student(images)
+        inter, intra = dist_parts(logits, self.teacher_logits(images), self.tau)
+        return logits, {"loss_inter": (self.beta, inter), "loss_intra": (self.gamma, intra)}

@@ -1,0 +1,74 @@
+"""FitNet for heterogeneous pairs (Romero et al., 2015; the OFA paper's heterogeneous set-up)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import FofakdError
+from ..features.hooks import stage_positions
+from ..features.layout import to_map
+from ..features.stages import discover_stages, forward_stages
+from ..modules.projectors import FeatureProjector
+from .base import Distiller, LossParts
+from .registry import register_method
+
+
+@register_method("fitnet")
+class FitNet(Distiller):
+    """`ce_weight * CE + fd_weight * sum_i MSE(P_i(S_i), T_i)` over chosen stages.
+
+    Each projector maps a student stage (map or tokens, laid out as a map) onto the teacher stage's grid and
+    channels; token features are compared as maps on their grid, which is the same MSE.
+
+    Args:
+        teacher: Teacher; frozen.
+        student: Student.
+        input_size: (C, H, W) of the training inputs.
+        stages: Stage positions (0-based, of the 4) to distil; None = all.
+        fd_weight: Weight of the feature loss.
+        ce_weight: Weight of the task loss.
+        label_smoothing: Label smoothing of the task loss.
+        teacher_stages: Teacher feature indices overriding the defaults.
+        student_stages: Student feature indices overriding the defaults.
+    """
+
+    def __init__(
+        self,
+        teacher: nn.Module,
+        student: nn.Module,
+        input_size: Sequence[int],
+        stages: Sequence[int] | None = None,
+        fd_weight: float = 1.0,
+        ce_weight: float = 1.0,
+        label_smoothing: float = 0.0,
+        teacher_stages: Sequence[int] | None = None,
+        student_stages: Sequence[int] | None = None,
+    ):
+        super().__init__(teacher, student, input_size, ce_weight=ce_weight, label_smoothing=label_smoothing)
+        self.fd_weight = fd_weight
+        self.teacher_stages = discover_stages(self.teacher, self.input_size, teacher_stages)
+        self.student_stages = discover_stages(self.student, self.input_size, student_stages)
+        if len(self.teacher_stages) != len(self.student_stages):
+            raise FofakdError("the student and the teacher need the same number of stages; adjust the stage indices.")
+        self.positions = stage_positions(stages, len(self.student_stages))
+        self.projectors = nn.ModuleDict({
+            str(p): FeatureProjector(self.student_stages[p].channels, self.teacher_stages[p].channels,
+                                     self.teacher_stages[p].grid)
+            for p in self.positions
+        })
+
+    def distill(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, LossParts]:
+        logits, student_feats = forward_stages(self.student, images, self.student_stages)
+        with torch.no_grad():
+            _, teacher_feats = forward_stages(self.teacher, images, self.teacher_stages)
+        loss = sum(
+            F.mse_loss(
+                self.projectors[str(p)](to_map(student_feats[p], self.student_stages[p].grid)).float(),
+                to_map(teacher_feats[p], self.teacher_stages[p].grid).float(),
+            )
+            for p in self.positions
+        )
+        return logits, {"loss_fd": (self.fd_weight, loss)}

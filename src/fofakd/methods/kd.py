@@ -1,0 +1,44 @@
+"""Hinton knowledge distillation (Hinton et al., 2015)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .base import Distiller, LossParts
+from .losses import kd_loss
+from .registry import register_method
+
+
+@register_method("kd")
+class KD(Distiller):
+    """`ce_weight * CE + kd_weight * T^2 KL(softmax(z_T / T) || softmax(z_S / T))`.
+
+    Args:
+        teacher: Teacher; frozen.
+        student: Student.
+        input_size: (C, H, W) of the training inputs.
+        kd_weight: Weight of the KD term.
+        temperature: Softmax temperature T.
+        ce_weight: Weight of the task loss.
+        label_smoothing: Label smoothing of the task loss.
+    """
+
+    def __init__(
+        self,
+        teacher: nn.Module,
+        student: nn.Module,
+        input_size: Sequence[int],
+        kd_weight: float = 1.0,
+        temperature: float = 1.0,
+        ce_weight: float = 1.0,
+        label_smoothing: float = 0.0,
+    ):
+        super().__init__(teacher, student, input_size, ce_weight=ce_weight, label_smoothing=label_smoothing)
+        self.kd_weight = kd_weight
+        self.temperature = temperature
+
+    def distill(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, LossParts]:
+        logits = self.student(images)
+        return logits, {"loss_kd": (self.kd_weight, kd_loss(logits, self.teacher_logits(images), self.temperature))}
