@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -78,9 +78,3 @@ class StageInputHooks:
             handle.remove()
         self._handles.clear()
 
-
-def stage_positions(selection: Sequence[int] | None, num_stages: int) -> list[int]:
-    """Normalise a stage selection (None = all, negatives count from the end) to sorted positions."""
-    if selection is None:
-        return list(range(num_stages))
-    return sorted({p + num_stages if p < 0 else p for p in selection})

@@ -253,3 +253,10 @@ def embedding_dim(model: nn.Module, input_size: Sequence[int]) -> int:
             return forward_embedding(model, x)[1].shape[-1]
     finally:
         model.train(was_training)
+
+
+def stage_positions(selection: Sequence[int] | None, num_stages: int) -> list[int]:
+    """Normalise a stage selection (None = all, negatives count from the end) to sorted positions."""
+    if selection is None:
+        return list(range(num_stages))
+    return sorted({p + num_stages if p < 0 else p for p in selection})

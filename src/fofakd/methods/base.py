@@ -6,6 +6,8 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
+from ..errors import FofakdError
+from ..features.stages import ModelStages, discover_stages
 from .losses import task_loss
 
 
@@ -72,6 +74,23 @@ class Distiller(nn.Module):
     def teacher_logits(self, images: torch.Tensor) -> torch.Tensor:
         """The frozen teacher's logits, computed without autograd."""
         return self.teacher(images)
+
+    def discover_pair_stages(
+        self,
+        teacher_stages: Sequence[int] | None = None,
+        student_stages: Sequence[int] | None = None,
+        teacher_form: str | None = None,
+        student_form: str | None = None,
+    ) -> tuple[ModelStages, ModelStages]:
+        """Teacher and student stages at the training input size; both must have as many stages."""
+        teacher = discover_stages(self.teacher, self.input_size, teacher_stages, teacher_form)
+        student = discover_stages(self.student, self.input_size, student_stages, student_form)
+        if len(teacher) != len(student):
+            raise FofakdError(
+                f"the student has {len(student)} stages and the teacher {len(teacher)}; "
+                "choose the same number of stage indices for both."
+            )
+        return teacher, student
 
     def task_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return task_loss(logits, targets, self.label_smoothing)

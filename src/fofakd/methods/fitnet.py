@@ -7,10 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import FofakdError
-from ..features.hooks import stage_positions
 from ..features.layout import to_map
-from ..features.stages import discover_stages, forward_stages
+from ..features.stages import forward_stages, stage_positions
 from ..modules.projectors import FeatureProjector
 from .base import Distiller, LossParts
 from .registry import register_method
@@ -49,10 +47,7 @@ class FitNet(Distiller):
     ):
         super().__init__(teacher, student, input_size, ce_weight=ce_weight, label_smoothing=label_smoothing)
         self.fd_weight = fd_weight
-        self.teacher_stages = discover_stages(self.teacher, self.input_size, teacher_stages)
-        self.student_stages = discover_stages(self.student, self.input_size, student_stages)
-        if len(self.teacher_stages) != len(self.student_stages):
-            raise FofakdError("the student and the teacher need the same number of stages; adjust the stage indices.")
+        self.teacher_stages, self.student_stages = self.discover_pair_stages(teacher_stages, student_stages)
         self.positions = stage_positions(stages, len(self.student_stages))
         self.projectors = nn.ModuleDict({
             str(p): FeatureProjector(self.student_stages[p].channels, self.teacher_stages[p].channels,

@@ -6,10 +6,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..errors import FofakdError
-from ..features.hooks import StageInputHooks, stage_positions
+from ..features.hooks import StageInputHooks
 from ..features.layout import to_map
-from ..features.stages import discover_stages, forward_stages
+from ..features.stages import forward_stages, stage_positions
 from ..modules.aligners import build_region_aligner
 from ..modules.prompts import AdaptiveFeedbackPrompt
 from ..modules.raa import RegionAwareAttention
@@ -76,13 +75,9 @@ class FOFA(Distiller):
         self.kd_weight, self.fd_weight, self.reg_weight = kd_weight, fd_weight, reg_weight
         self.temperature = temperature
         self.use_raa = use_raa
-        self.teacher_stages = discover_stages(self.teacher, self.input_size, teacher_stages, teacher_form)
-        self.student_stages = discover_stages(self.student, self.input_size, student_stages, student_form)
-        if len(self.student_stages) != len(self.teacher_stages):
-            raise FofakdError(
-                f"the student has {len(self.student_stages)} stages and the teacher {len(self.teacher_stages)}; "
-                "choose the same number of stage indices for both."
-            )
+        self.teacher_stages, self.student_stages = self.discover_pair_stages(
+            teacher_stages, student_stages, teacher_form, student_form
+        )
         self.raa = RegionAwareAttention(
             [s.channels for s in self.student_stages],
             [s.grid for s in self.student_stages],

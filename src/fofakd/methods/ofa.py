@@ -8,8 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import FofakdError
-from ..features.hooks import stage_positions
-from ..features.stages import discover_stages, forward_stages
+from ..features.stages import discover_stages, forward_stages, stage_positions
 from ..modules.projectors import build_exit_branch
 from .base import Distiller, LossParts
 from .dkd import hard_labels
