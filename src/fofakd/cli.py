@@ -31,11 +31,69 @@ def _cmd_stages(args: argparse.Namespace) -> None:
     print(json.dumps({"model": args.model, "num_prefix_tokens": stages.num_prefix_tokens, "stages": rows}, indent=2))
 
 
+def _cmd_fit(args: argparse.Namespace) -> None:
+    from .engine.config import config_from_args
+    from .engine.trainer import run
+
+    run(config_from_args(args), args.command)
+
+
+def _cmd_eval(args: argparse.Namespace) -> None:
+    import torch
+
+    from .data import build_data
+    from .engine.config import build_config
+    from .engine.evaluate import evaluate
+    from .engine.export import load_student
+
+    model, spec, _ = load_student(args.checkpoint)
+    options = {"data": args.data or spec["data"], "img_size": spec["img_size"], "eval_batch_size": args.batch_size,
+               "batch_size": 1, "val_fraction": 0.0, "train_subset": 1, "test_subset": args.subset}
+    if args.data_dir:
+        options["data_dir"] = args.data_dir
+    data = build_data(build_config(options))
+    if data.num_classes != spec["num_classes"] or data.in_chans != spec["in_chans"]:
+        raise FofakdError(f"the student was trained for {spec['num_classes']} classes and {spec['in_chans']} channels "
+                          f"but '{options['data']}' has {data.num_classes} and {data.in_chans}; pick matching data.")
+    result = evaluate(model, data.test, torch.device("cpu"))
+    print(json.dumps({"top1": result["top1"], "top5": result["top5"], "samples": result["samples"],
+                      "data": options["data"], "split": "test"}))
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    from .engine.export import export_student
+
+    print(json.dumps(export_student(args.checkpoint, args.format, args.out)))
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .engine.config import add_config_arguments
+
     parser = argparse.ArgumentParser(
         prog="fofakd", description="Heterogeneous knowledge distillation for vision models (FOFA and baselines)."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    train = sub.add_parser("train", help="train one model without a teacher (a teacher, or a from-scratch baseline)")
+    add_config_arguments(train, "train")
+    train.set_defaults(func=_cmd_fit)
+    distill = sub.add_parser("distill", help="distil a student from a teacher with a method")
+    add_config_arguments(distill, "distill")
+    distill.set_defaults(func=_cmd_fit)
+
+    evaluate = sub.add_parser("eval", help="top-1/top-5 of a trained student on a data set's test split")
+    evaluate.add_argument("--checkpoint", required=True, help="run directory, student.safetensors or checkpoint .pt")
+    evaluate.add_argument("--data", help="data set (default: the one the student was trained on)")
+    evaluate.add_argument("--data-dir", help="where the data set lives")
+    evaluate.add_argument("--batch-size", type=int, default=256)
+    evaluate.add_argument("--subset", type=int, help="evaluate on the first N test images only")
+    evaluate.set_defaults(func=_cmd_eval)
+
+    export = sub.add_parser("export", help="export the bare student (ONNX is checked with onnxruntime)")
+    export.add_argument("--checkpoint", required=True, help="run directory, student.safetensors or checkpoint .pt")
+    export.add_argument("--format", required=True, choices=("onnx", "torchscript", "safetensors"))
+    export.add_argument("--out", required=True, help="output file")
+    export.set_defaults(func=_cmd_export)
+
     methods = sub.add_parser("methods", help="list the distillation methods and their options")
     methods.set_defaults(func=_cmd_methods)
     stages = sub.add_parser("stages", help="show the 4 stages fofakd distils for a model at an input size")
@@ -58,6 +116,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FofakdError as err:
         print(f"fofakd: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("fofakd: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
     return 0
 
 

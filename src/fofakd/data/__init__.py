@@ -1,1 +1,3 @@
+from .build import DataBundle, build_data  # noqa: F401
+from .datasets import DATASETS, TensorSplit, dataset_stats, load_tensor_split
 from .fashion_mnist import load_fashion_mnist

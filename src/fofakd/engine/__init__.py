@@ -1,0 +1,1 @@
+"""Training runs: config, loop, checkpoints, evaluation and export (import the submodules)."""

@@ -1,0 +1,54 @@
+"""Models of a run, built to follow the data (classes, channels and, for fixed-size models, image size)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..data.build import DataBundle
+from ..errors import FofakdError
+from ..models import create_model
+from .config import RunConfig
+
+
+def student_spec(name: str, kwargs: dict[str, Any], data: DataBundle, data_name: str) -> dict[str, Any]:
+    """Everything needed to rebuild the student and feed it (saved as student.json)."""
+    return {
+        "model": name, "num_classes": data.num_classes, "in_chans": data.in_chans, "img_size": data.img_size,
+        "kwargs": dict(kwargs), "mean": list(data.mean), "std": list(data.std), "data": data_name,
+    }
+
+
+def model_from_spec(spec: dict[str, Any], checkpoint: str | Path | None = None) -> nn.Module:
+    return create_model(spec["model"], num_classes=spec["num_classes"], in_chans=spec["in_chans"],
+                        img_size=spec["img_size"], checkpoint=checkpoint, **spec.get("kwargs", {}))
+
+
+def build_run_models(cfg: RunConfig, command: str, data: DataBundle) -> tuple[nn.Module | None, nn.Module, dict]:
+    """(teacher or None, student, student spec) for `fofakd train` or `fofakd distill`."""
+    common = dict(num_classes=data.num_classes, in_chans=data.in_chans, img_size=data.img_size,
+                  pretrained=cfg.pretrained, reset_head=cfg.reset_head)
+    if command == "train":
+        if not cfg.model:
+            raise FofakdError("fofakd train needs --model NAME (a timm model name).")
+        model = create_model(cfg.model, checkpoint=cfg.checkpoint, **common, **cfg.model_kwargs)
+        return None, model, student_spec(cfg.model, cfg.model_kwargs, data, cfg.data)
+    if not cfg.student:
+        raise FofakdError("fofakd distill needs --student NAME (a timm model name).")
+    teacher_name, teacher_kwargs = cfg.teacher, dict(cfg.teacher_kwargs)
+    source = Path(cfg.teacher_checkpoint) if cfg.teacher_checkpoint else None
+    if source is not None and source.is_dir() and (source / "student.json").is_file():
+        import json
+
+        trained = json.loads((source / "student.json").read_text())
+        teacher_name = teacher_name or trained["model"]
+        teacher_kwargs = {**trained.get("kwargs", {}), **teacher_kwargs}
+    if not teacher_name:
+        raise FofakdError("fofakd distill needs --teacher NAME, or --teacher-checkpoint pointing at a fofakd run.")
+    if source is None and not cfg.pretrained:
+        raise FofakdError("the teacher needs weights: pass --teacher-checkpoint (a file or a fofakd train run), "
+                          "or --pretrained to download timm's.")
+    teacher = create_model(teacher_name, checkpoint=source, **{**common, "reset_head": False}, **teacher_kwargs)
+    student = create_model(cfg.student, **{**common, "pretrained": False}, **cfg.student_kwargs)
+    return teacher, student, student_spec(cfg.student, cfg.student_kwargs, data, cfg.data)

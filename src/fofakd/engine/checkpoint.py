@@ -1,0 +1,68 @@
+"""Training checkpoints: written atomically, read without unpickling arbitrary objects."""
+from __future__ import annotations
+
+import os
+import pickle
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import FofakdError
+
+
+def save_atomic(obj: Any, path: str | Path) -> None:
+    """torch.save to a temporary file in the same folder, fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A training checkpoint, read with `weights_only=True`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FofakdError(f"checkpoint '{path}' does not exist; check the path or start without --resume.")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise FofakdError(
+            f"checkpoint '{path}' holds Python objects other than tensors and was not loaded, since unpickling "
+            "them could run arbitrary code."
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise FofakdError(f"checkpoint '{path}' is truncated or corrupt ({err}); use an intact copy.") from None
+
+
+def rng_state() -> dict[str, Any]:
+    """Every random generator a run draws from, in a weights-only-loadable form."""
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np_state = state["numpy"]
+    np.random.set_state((np_state[0], np_state[1].numpy().astype(np.uint32), *np_state[2:]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

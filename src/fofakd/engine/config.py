@@ -1,0 +1,185 @@
+"""A run's options: one dataclass, filled from defaults, then a YAML file, then command-line flags."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import FofakdError
+
+TRAIN, DISTILL, BOTH = ("train",), ("distill",), ("train", "distill")
+_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a mapping"}
+
+
+def _opt(default: Any, help: str, commands: tuple[str, ...] = BOTH, choices: tuple | None = None) -> Any:
+    factory = {"default_factory": lambda: dict(default)} if isinstance(default, dict) else {"default": default}
+    return field(**factory, metadata={"help": help, "commands": commands, "choices": choices})
+
+
+@dataclass
+class RunConfig:
+    """Every option of `fofakd train` and `fofakd distill` (YAML keys use the same names)."""
+
+    # models
+    model: str | None = _opt(None, "timm model to train", TRAIN)
+    model_kwargs: dict = _opt({}, "extra model arguments, KEY=VALUE (e.g. patch_size=4)", TRAIN)
+    checkpoint: str | None = _opt(None, "initial weights for the model (file or fofakd run directory)", TRAIN)
+    teacher: str | None = _opt(None, "timm name of the teacher (default: read from a run directory)", DISTILL)
+    teacher_checkpoint: str | None = _opt(None, "teacher weights: a checkpoint file or a fofakd train run directory",
+                                          DISTILL)
+    teacher_kwargs: dict = _opt({}, "extra teacher arguments, KEY=VALUE", DISTILL)
+    student: str | None = _opt(None, "timm name of the student", DISTILL)
+    student_kwargs: dict = _opt({}, "extra student arguments, KEY=VALUE (e.g. patch_size=4 for small images)",
+                                DISTILL)
+    pretrained: bool = _opt(False, "start from timm's pretrained weights (needs network)")
+    reset_head: bool = _opt(False, "accept a checkpoint whose classifier has another class count (new head)")
+    method: str = _opt("fofa", "distillation method (see `fofakd methods`)", DISTILL)
+    method_options: dict = _opt({}, "method options, KEY=VALUE (e.g. se_mode=gate)", DISTILL)
+    # data
+    data: str = _opt("fashion-mnist", "data set", choices=("fashion-mnist", "cifar10", "cifar100", "imagefolder"))
+    data_dir: str | None = _opt(None, "where the data set lives (default: its standard location)")
+    img_size: int | None = _opt(None, "input size models see (default: the data's own size)")
+    val_fraction: float = _opt(0.1, "fraction of the training split held out for validation (0: none)")
+    train_subset: int | None = _opt(None, "use only the first N training images")
+    val_subset: int | None = _opt(None, "use only the first N validation images")
+    test_subset: int | None = _opt(None, "use only the first N test images")
+    workers: int = _opt(2, "data loader workers for image folders")
+    # recipe
+    epochs: int = _opt(10, "training epochs")
+    batch_size: int = _opt(128, "batch size per process")
+    eval_batch_size: int = _opt(256, "evaluation batch size per process")
+    opt: str = _opt("adamw", "optimiser (any timm optimiser name, e.g. sgd, adamw)")
+    lr: float = _opt(1e-3, "peak learning rate (per process batch; see the docs for scaling)")
+    min_lr: float = _opt(1e-5, "final learning rate of the schedule")
+    weight_decay: float = _opt(0.05, "weight decay (not applied to norms and biases)")
+    momentum: float = _opt(0.9, "SGD momentum")
+    sched: str = _opt("cosine", "learning-rate schedule, stepped every iteration", choices=("cosine", "step", "none"))
+    warmup_epochs: int = _opt(0, "linear warm-up epochs")
+    warmup_lr: float = _opt(1e-6, "learning rate at the start of warm-up")
+    decay_epochs: float = _opt(30, "epochs between decays of the step schedule")
+    decay_rate: float = _opt(0.1, "decay factor of the step schedule")
+    clip_grad: float | None = _opt(None, "clip the gradient norm to this value")
+    smoothing: float = _opt(0.1, "label smoothing")
+    crop_padding: int = _opt(2, "random-crop padding in pixels for in-memory data (0: no crop)")
+    hflip: float = _opt(0.5, "horizontal flip probability")
+    randaugment: int | None = _opt(None, "RandAugment magnitude (e.g. 9); off by default")
+    reprob: float = _opt(0.0, "random-erasing probability")
+    mixup: float = _opt(0.0, "mixup alpha (0: off)")
+    cutmix: float = _opt(0.0, "cutmix alpha (0: off)")
+    amp: str = _opt("none", "mixed precision: bf16 (CPU or GPU) or fp16 (GPU, with a grad scaler)",
+                    choices=("none", "bf16", "fp16"))
+    ema: bool = _opt(False, "keep an exponential moving average of the student")
+    ema_decay: float = _opt(0.9998, "EMA decay per step")
+    channels_last: bool = _opt(False, "channels-last memory format")
+    compile: bool = _opt(False, "torch.compile the student and teacher")
+    sync_bn: bool = _opt(False, "synchronise the student's BatchNorm across processes")
+    seed: int = _opt(42, "random seed")
+    deterministic: bool = _opt(False, "deterministic algorithms (slower)")
+    device: str = _opt("auto", "cpu, cuda or auto")
+    # run directory
+    out: str | None = _opt(None, "run directory")
+    resume: bool = _opt(False, "continue the run in --out from checkpoints/last.pt")
+    overwrite: bool = _opt(False, "replace a run that --out already holds")
+    stop_after: int | None = _opt(None, "stop after N epochs of this invocation, with a checkpoint to --resume from")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+
+
+def _base_type(annotation: Any) -> tuple[type, bool]:
+    hint = typing.get_type_hints(RunConfig)[annotation] if isinstance(annotation, str) else annotation
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return next(a for a in args if a is not type(None)), True
+    return hint, False
+
+
+def check_value(key: str, value: Any) -> Any:
+    """Validate one option's value against its declared type and choices; return it (ints widened to float)."""
+    if key not in FIELDS:
+        import difflib
+
+        close = difflib.get_close_matches(key, list(FIELDS), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise FofakdError(f"config key '{key}' is not an option{hint}; see `fofakd train --help`.")
+    kind, optional = _base_type(key)
+    if value is None:
+        if optional:
+            return None
+        raise FofakdError(f"config key '{key}' cannot be empty; give {_TYPE_WORDS[kind]}.")
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise FofakdError(
+            f"config key '{key}' must be {_TYPE_WORDS[kind]}, got {value!r}; fix its value."
+        )
+    choices = FIELDS[key].metadata["choices"]
+    if choices and value not in choices:
+        raise FofakdError(f"config key '{key}' must be one of {', '.join(choices)}, got {value!r}.")
+    return value
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Options from a YAML mapping, checked key by key."""
+    path = Path(path)
+    if not path.is_file():
+        raise FofakdError(f"config file '{path}' does not exist; check the path.")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise FofakdError(f"config file '{path}' is not valid YAML ({str(err).splitlines()[0]}); fix its syntax.") from None
+    if not isinstance(data, dict):
+        raise FofakdError(f"config file '{path}' must hold a mapping of option names to values.")
+    return {key: check_value(key, value) for key, value in data.items()}
+
+
+def build_config(overrides: dict[str, Any], config_file: str | Path | None = None) -> RunConfig:
+    """Defaults, then the YAML file, then `overrides` (the flags given on the command line)."""
+    values = load_yaml(config_file) if config_file else {}
+    values.update({key: check_value(key, value) for key, value in overrides.items()})
+    return RunConfig(**values)
+
+
+def parse_key_values(items: list[str]) -> dict[str, Any]:
+    """KEY=VALUE strings -> dict, values read as YAML scalars (4 -> int, 0.1 -> float, true -> bool)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise FofakdError(f"'{item}' is not KEY=VALUE; write options like patch_size=4.")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    """One flag per option of `command`; unset flags stay absent so the YAML file and defaults apply."""
+    parser.add_argument("--config", help="YAML file with options (flags override it)")
+    for name, f in FIELDS.items():
+        if command not in f.metadata["commands"]:
+            continue
+        flag = "--" + name.replace("_", "-")
+        kind, _ = _base_type(name)
+        common = {"dest": name, "default": argparse.SUPPRESS, "help": f.metadata["help"]}
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
+        elif kind is dict:
+            parser.add_argument(flag, nargs="+", metavar="KEY=VALUE", type=str, **common)
+        else:
+            parser.add_argument(flag, type=kind, choices=f.metadata["choices"], **common)
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    overrides = {k: v for k, v in vars(args).items() if k in FIELDS}
+    for key, value in list(overrides.items()):
+        if _base_type(key)[0] is dict:
+            overrides[key] = parse_key_values(value)
+    return build_config(overrides, getattr(args, "config", None))

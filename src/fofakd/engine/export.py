@@ -1,0 +1,83 @@
+"""Exporting the bare student: safetensors, TorchScript or ONNX (checked against PyTorch with onnxruntime)."""
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import FofakdError
+from .run_dir import read_student_spec
+
+FORMATS = ("onnx", "torchscript", "safetensors")
+
+
+def load_student(checkpoint: str | Path) -> tuple[nn.Module, dict[str, Any], Path]:
+    """The bare student of a run directory, a student.safetensors file or a training checkpoint (.pt)."""
+    from .builder import model_from_spec
+    from .checkpoint import load_checkpoint
+
+    path = Path(checkpoint)
+    if path.suffix == ".pt":
+        state = load_checkpoint(path)
+        if "student_spec" not in state:
+            raise FofakdError(f"'{path}' is not a fofakd training checkpoint; pass a run directory instead.")
+        spec = state["student_spec"]
+        model = model_from_spec(spec)
+        prefix = "student."
+        model.load_state_dict({k[len(prefix):]: v for k, v in state["distiller"].items() if k.startswith(prefix)})
+        return model.eval(), spec, path
+    spec, weights = read_student_spec(path)
+    return model_from_spec(spec, checkpoint=weights).eval(), spec, weights
+
+
+def export_student(checkpoint: str | Path, fmt: str, out: str | Path) -> dict[str, Any]:
+    """Write the student in `fmt` to `out`; for ONNX and TorchScript, also the largest output difference to
+    PyTorch on random input."""
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer chatter about shape-dependent branches in timm models
+        return _export(checkpoint, fmt, out)
+
+
+def _export(checkpoint: str | Path, fmt: str, out: str | Path) -> dict[str, Any]:
+    if fmt not in FORMATS:
+        raise FofakdError(f"export format '{fmt}' is not known; use one of {', '.join(FORMATS)}.")
+    model, spec, weights = load_student(checkpoint)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.randn(2, spec["in_chans"], spec["img_size"], spec["img_size"])
+    report: dict[str, Any] = {"format": fmt, "out": str(out), "model": spec["model"],
+                              "input_shape": [None, spec["in_chans"], spec["img_size"], spec["img_size"]]}
+    if fmt == "safetensors":
+        from .run_dir import save_student
+
+        tmp = out.parent / f".{out.name}.export"
+        tmp.mkdir(exist_ok=True)
+        save_student(model, spec, tmp)
+        shutil.move(str(tmp / "student.safetensors"), out)
+        shutil.move(str(tmp / "student.json"), out.with_suffix(".json"))
+        tmp.rmdir()
+        return report
+    expected = model(example)
+    if fmt == "torchscript":
+        traced = torch.jit.trace(model, example)
+        traced.save(str(out))
+        actual = torch.jit.load(str(out))(example)
+    else:
+        actual = torch.from_numpy(_export_onnx(model, example, out))
+    report["max_abs_diff"] = float((actual - expected).abs().max())
+    return report
+
+
+def _export_onnx(model: nn.Module, example: torch.Tensor, out: Path):
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise FofakdError("ONNX export needs onnx and onnxruntime; install fofakd[export].") from None
+    torch.onnx.export(model, (example,), str(out), input_names=["images"], output_names=["logits"],
+                      dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    return session.run(None, {"images": example.numpy()})[0]

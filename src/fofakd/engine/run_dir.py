@@ -1,0 +1,83 @@
+"""The run directory: config, metrics, TensorBoard events, checkpoints and the final bare student."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from safetensors.torch import save_file
+
+from ..errors import FofakdError
+
+RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json", "student.safetensors", "student.json")
+RUN_DIRS = ("checkpoints", "tensorboard")
+
+
+class RunDir:
+    """Paths and writers of one run directory."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.checkpoints = self.path / "checkpoints"
+        self.last = self.checkpoints / "last.pt"
+        self.best = self.checkpoints / "best.pt"
+        self.metrics = self.path / "metrics.jsonl"
+        self.tensorboard = self.path / "tensorboard"
+
+    def holds_run(self) -> bool:
+        return any((self.path / name).exists() for name in (*RUN_FILES, *RUN_DIRS))
+
+    def prepare(self, resume: bool, overwrite: bool) -> None:
+        """Check the directory may be used, clearing an old run only when `overwrite` is given."""
+        if self.path.exists() and not self.path.is_dir():
+            raise FofakdError(f"output path '{self.path}' is a file; choose a directory for --out.")
+        if resume:
+            if not self.last.is_file():
+                raise FofakdError(f"there is no checkpoint to resume in '{self.path}' (no checkpoints/last.pt); "
+                                  "start the run without --resume.")
+            return
+        if self.holds_run():
+            if not overwrite:
+                raise FofakdError(f"'{self.path}' already holds a run; pass --resume to continue it, --overwrite to "
+                                  "replace it, or choose another --out.")
+            for name in RUN_FILES:
+                (self.path / name).unlink(missing_ok=True)
+            for name in RUN_DIRS:
+                shutil.rmtree(self.path / name, ignore_errors=True)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        (self.path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def write_metrics(self, history: list[dict[str, Any]]) -> None:
+        """Rewrite metrics.jsonl from the run's history (so a resumed run never duplicates an epoch)."""
+        tmp = self.metrics.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(row) + "\n" for row in history))
+        tmp.replace(self.metrics)
+
+    def write_json(self, name: str, data: dict[str, Any]) -> None:
+        (self.path / name).write_text(json.dumps(data, indent=2) + "\n")
+
+
+def save_student(student: torch.nn.Module, spec: dict[str, Any], folder: str | Path) -> Path:
+    """The bare student as student.safetensors plus student.json (what eval and export rebuild it from)."""
+    folder = Path(folder)
+    state = {k: v.detach().cpu().contiguous() for k, v in student.state_dict().items()}
+    save_file(state, str(folder / "student.safetensors"), metadata={"model": spec["model"]})
+    (folder / "student.json").write_text(json.dumps(spec, indent=2) + "\n")
+    return folder / "student.safetensors"
+
+
+def read_student_spec(checkpoint: str | Path) -> tuple[dict[str, Any], Path]:
+    """The student spec and weights file of a run directory or of a student.safetensors file."""
+    path = Path(checkpoint)
+    weights = path / "student.safetensors" if path.is_dir() else path
+    spec_path = weights.with_name("student.json")
+    if not weights.is_file():
+        raise FofakdError(f"'{path}' holds no student.safetensors; pass a finished fofakd run directory or the file.")
+    if not spec_path.is_file():
+        raise FofakdError(f"'{spec_path}' is missing; the student's model name and arguments are read from it.")
+    return json.loads(spec_path.read_text()), weights

@@ -1,0 +1,281 @@
+"""The training loop behind `fofakd train` and `fofakd distill`."""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any
+
+import torch
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from timm.utils import ModelEmaV3, distribute_bn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from ..data import build_data
+from ..errors import FofakdError
+from ..methods import Distiller, build_distiller
+from .builder import build_run_models
+from .checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
+from .config import RunConfig
+from .distributed import DistInfo, barrier, cleanup, init_distributed
+from .evaluate import autocast_context, evaluate
+from .run_dir import RunDir, save_student
+
+
+class Trainer:
+    """One run: data, models, method, optimiser, schedule, EMA, checkpoints and logs.
+
+    Args:
+        cfg: The run's options.
+        command: "train" (one model, no teacher) or "distill".
+    """
+
+    def __init__(self, cfg: RunConfig, command: str):
+        if not cfg.out:
+            raise FofakdError("the run needs an output directory: pass --out DIR.")
+        self.cfg, self.command = cfg, command
+        self.info: DistInfo = init_distributed(cfg.device)
+        self.device = self.info.device
+        if cfg.amp == "fp16" and self.device.type != "cuda":
+            raise FofakdError("fp16 mixed precision needs a GPU; use --amp bf16 on the CPU.")
+        if cfg.sync_bn and self.device.type != "cuda":
+            raise FofakdError("--sync-bn needs GPUs; leave it off on the CPU.")
+        self.run_dir = RunDir(cfg.out)
+        if self.info.is_main:
+            self.run_dir.prepare(cfg.resume, cfg.overwrite)
+        barrier(self.info)
+        torch.manual_seed(cfg.seed + self.info.rank)
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+
+        self.data = build_data(cfg, self.info.rank, self.info.world_size, self.device)
+        teacher, student, self.spec = build_run_models(cfg, command, self.data)
+        method = "scratch" if command == "train" else cfg.method
+        options = {"label_smoothing": cfg.smoothing, **cfg.method_options}
+        input_size = (self.data.in_chans, self.data.img_size, self.data.img_size)
+        self.distiller: Distiller = build_distiller(method, teacher=teacher, student=student,
+                                                    input_size=input_size, **options).to(self.device)
+        if cfg.channels_last:
+            self.distiller.to(memory_format=torch.channels_last)
+        if cfg.sync_bn and self.info.enabled:
+            self.distiller.student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.distiller.student)
+        if cfg.compile:
+            self.distiller.student.compile()
+            if self.distiller.teacher is not None:
+                self.distiller.teacher.compile()
+
+        self.optimizer = create_optimizer_v2(self.distiller, opt=cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                             momentum=cfg.momentum)
+        self.steps_per_epoch = len(self.data.train)
+        self.scheduler = None
+        if cfg.sched != "none":
+            self.scheduler, _ = create_scheduler_v2(
+                self.optimizer, sched=cfg.sched, num_epochs=cfg.epochs, decay_epochs=cfg.decay_epochs,
+                decay_rate=cfg.decay_rate, min_lr=cfg.min_lr, warmup_lr=cfg.warmup_lr,
+                warmup_epochs=cfg.warmup_epochs, step_on_epochs=False, updates_per_epoch=self.steps_per_epoch,
+            )
+        self.scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
+        self.ema = ModelEmaV3(self.distiller.student, decay=cfg.ema_decay) if cfg.ema else None
+        self.model = self.distiller
+        if self.info.enabled:
+            # Buffers stay per process (FOFA feedback, CRD queues); BatchNorm statistics are averaged per epoch.
+            self.model = DistributedDataParallel(
+                self.distiller, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                broadcast_buffers=False, find_unused_parameters=method == "fofa",
+            )
+        self.epoch, self.step, self.best_top1, self.history = 0, 0, -1.0, []
+        self.wall_time = 0.0
+        if cfg.resume:
+            self._restore()
+
+    # ----------------------------------------------------------------------------------------------- state
+    def _state(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch, "step": self.step, "best_top1": self.best_top1, "history": self.history,
+            "wall_time": self.wall_time,
+            "distiller": {k: v for k, v in self.distiller.state_dict().items() if not k.startswith("teacher.")},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else {},
+            "scaler": self.scaler.state_dict() if self.scaler else {},
+            "ema": self.ema.module.state_dict() if self.ema else {},
+            "rng": rng_state(), "config": self.cfg.to_dict(), "student_spec": self.spec,
+        }
+
+    def _process_file(self) -> Any:
+        return self.run_dir.checkpoints / f"last.rank{self.info.rank}.pt"
+
+    def save(self, best: bool) -> None:
+        state = self._state()
+        if self.info.rank > 0:  # per-process state: feedback buffers, queues, generators
+            save_atomic({"rng": state["rng"], "distiller": state["distiller"]}, self._process_file())
+            return
+        save_atomic(state, self.run_dir.last)
+        if best:
+            save_atomic(state, self.run_dir.best)
+
+    def _restore(self) -> None:
+        state = load_checkpoint(self.run_dir.last)
+        own = self._process_file()
+        process_state = load_checkpoint(own) if self.info.rank > 0 and own.is_file() else state
+        teacher_keys = {k: v for k, v in self.distiller.state_dict().items() if k.startswith("teacher.")}
+        try:
+            self.distiller.load_state_dict({**process_state["distiller"], **teacher_keys})
+        except RuntimeError as err:
+            raise FofakdError(f"checkpoint '{self.run_dir.last}' does not fit this run's models ({str(err)[:200]}); "
+                              "resume with the options the run was started with.") from None
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler:
+            self.scaler.load_state_dict(state["scaler"])
+        if self.ema:
+            self.ema.module.load_state_dict(state["ema"])
+        self.epoch, self.step, self.best_top1 = state["epoch"], state["step"], state["best_top1"]
+        self.history, self.wall_time = list(state["history"]), state["wall_time"]
+        set_rng_state(process_state["rng"])
+
+    # ------------------------------------------------------------------------------------------------ loop
+    def _set_epoch(self, loader: Any, epoch: int) -> None:
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(epoch)
+        elif hasattr(getattr(loader, "sampler", None), "set_epoch"):
+            loader.sampler.set_epoch(epoch)
+
+    def _train_epoch(self) -> dict[str, float]:
+        cfg, loader = self.cfg, self.data.train
+        self.model.train()
+        self._set_epoch(loader, self.epoch)
+        sums: dict[str, float] = {}
+        samples, start = 0, time.perf_counter()
+        show_bar = self.info.is_main and sys.stderr.isatty()
+        bar = tqdm(total=len(loader), desc=f"epoch {self.epoch + 1}/{cfg.epochs}", disable=not show_bar, leave=False)
+        for images, targets in loader:
+            if cfg.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with autocast_context(self.device, cfg.amp):
+                out = self.model(images, targets)
+            parts = {k: v.detach().float() for k, v in out.items() if k.startswith("loss")}
+            values = {k: v.item() for k, v in parts.items()}
+            bad = [k for k, v in values.items() if not math.isfinite(v)]
+            if bad:
+                raise FofakdError(
+                    f"the loss became {values[bad[-1]]} at step {self.step + 1} (epoch {self.epoch + 1}) in "
+                    f"{', '.join(sorted(bad))}; the last good checkpoint is kept; lower --lr or set --clip-grad."
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            self._backward_and_step(out["loss"])
+            self.step += 1
+            if self.scheduler:
+                self.scheduler.step_update(self.step)
+            if self.ema:
+                self.ema.update(self.distiller.student, step=self.step)
+            batch = len(images)
+            samples += batch
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + v * batch
+            bar.set_postfix(loss=f"{values['loss']:.4f}", img_s=f"{samples / (time.perf_counter() - start):.0f}")
+            bar.update()
+        bar.close()
+        elapsed = time.perf_counter() - start
+        if self.scheduler:
+            self.scheduler.step(self.epoch + 1)
+        if self.info.enabled:
+            distribute_bn(self.distiller.student, self.info.world_size, reduce=True)
+        means = {k: v / max(samples, 1) for k, v in sums.items()}
+        return {**means, "train_images_per_s": samples * self.info.world_size / elapsed, "train_time_s": elapsed}
+
+    def _backward_and_step(self, loss: torch.Tensor) -> None:
+        params = self.distiller.trainable_parameters()
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            if self.cfg.clip_grad:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(params, self.cfg.clip_grad)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            return
+        loss.backward()
+        if self.cfg.clip_grad:
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.clip_grad)
+        self.optimizer.step()
+
+    def _evaluate(self, model: torch.nn.Module, loader: Any) -> dict[str, float]:
+        return evaluate(model, loader, self.device, self.cfg.amp, self.info, self.cfg.channels_last)
+
+    def fit(self) -> dict[str, Any]:
+        """Train to the last epoch (or `stop_after` epochs), then evaluate and write the bare student."""
+        cfg = self.cfg
+        if self.info.is_main and not cfg.resume:
+            self.run_dir.write_config(cfg.to_dict())
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(self.run_dir.tensorboard), purge_step=self.epoch + 1) if self.info.is_main else None
+        epochs_this_run = 0
+        while self.epoch < cfg.epochs:
+            if cfg.stop_after is not None and epochs_this_run >= cfg.stop_after:
+                self._log(f"stopped after {epochs_this_run} epochs; continue with --resume")
+                return {"stopped": True, "epoch": self.epoch}
+            row = self._run_epoch(writer)
+            epochs_this_run += 1
+            self._log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        return self._finish(writer)
+
+    def _run_epoch(self, writer: Any) -> dict[str, Any]:
+        stats = self._train_epoch()
+        lr = self.optimizer.param_groups[0]["lr"]
+        row: dict[str, Any] = {"epoch": self.epoch + 1, "lr": lr, **stats}
+        val_loader = self.data.val if self.data.val is not None else None
+        if val_loader is not None:
+            val = self._evaluate(self.distiller.student, val_loader)
+            row.update(val_top1=val["top1"], val_top5=val["top5"], val_loss=val["loss"])
+            if self.ema:
+                row["ema_val_top1"] = self._evaluate(self.ema.module, val_loader)["top1"]
+        self.wall_time += stats["train_time_s"]
+        row["wall_time_s"] = self.wall_time
+        self.epoch += 1
+        score = row.get("val_top1", -row.get("loss", 0.0))
+        best = score > self.best_top1
+        self.best_top1 = max(self.best_top1, score)
+        self.history.append(row)
+        self.save(best)
+        if self.info.is_main:
+            self.run_dir.write_metrics(self.history)
+            for key, value in row.items():
+                if key != "epoch":
+                    writer.add_scalar(key, value, self.epoch)
+            writer.flush()
+        barrier(self.info)
+        return row
+
+    def _finish(self, writer: Any) -> dict[str, Any]:
+        final = self.ema.module if self.ema else self.distiller.student
+        test = self._evaluate(final, self.data.test)
+        summary = {
+            "command": self.command, "method": "scratch" if self.command == "train" else self.cfg.method,
+            "epochs": self.epoch, "test_top1": test["top1"], "test_top5": test["top5"], "test_samples": test["samples"],
+            "best_val_top1": max((r.get("val_top1", -1.0) for r in self.history), default=None),
+            "train_time_s": self.wall_time, "extra_parameters": self.distiller.num_extra_parameters(),
+            "student_parameters": sum(p.numel() for p in self.distiller.student.parameters()),
+            "weights": "ema" if self.ema else "final",
+        }
+        if self.info.is_main:
+            save_student(final, self.spec, self.run_dir.path)
+            self.run_dir.write_json("summary.json", summary)
+            writer.close()
+        self._log(f"test top-1 {test['top1']:.2f} top-5 {test['top5']:.2f} on {test['samples']} images; "
+                  f"student in {self.run_dir.path / 'student.safetensors'}")
+        barrier(self.info)
+        cleanup(self.info)
+        return summary
+
+    def _log(self, message: str) -> None:
+        if self.info.is_main:
+            print(message, flush=True)
+
+
+def run(cfg: RunConfig, command: str) -> dict[str, Any]:
+    """Train (command "train") or distil (command "distill") as `cfg` says; returns the run summary."""
+    return Trainer(cfg, command).fit()
