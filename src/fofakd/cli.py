@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Sequence
 
-from .errors import FofakdError
+from .errors import FofakdError, RunInterrupted
 
 
 def _cmd_methods(args: argparse.Namespace) -> None:
@@ -60,6 +60,20 @@ def _cmd_eval(args: argparse.Namespace) -> None:
                       "data": options["data"], "split": "test"}))
 
 
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from .demo import run_demo
+
+    run_demo(args.out, quick=args.quick)
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    from .reports.report import markdown_table, write_report
+
+    results = write_report(args.runs, args.out, title=args.title)
+    print(markdown_table(results["table"]))
+    print(f"report: {args.out}/report.md")
+
+
 def _cmd_export(args: argparse.Namespace) -> None:
     from .engine.export import export_student
 
@@ -94,6 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="output file")
     export.set_defaults(func=_cmd_export)
 
+    demo = sub.add_parser("demo", help="distil a CNN into a small ViT on Fashion-MNIST with scratch, kd, ofa, fofa")
+    demo.add_argument("--out", default="demo", help="output directory (default: demo)")
+    demo.add_argument("--quick", action="store_true", help="a subset and fewer epochs (about 3 minutes)")
+    demo.set_defaults(func=_cmd_demo)
+
+    report = sub.add_parser("report", help="comparison table and plots from run directories")
+    report.add_argument("runs", nargs="+", help="run directories (several seeds of a method give a spread)")
+    report.add_argument("--out", required=True, help="output directory")
+    report.add_argument("--title", default="fofakd comparison")
+    report.set_defaults(func=_cmd_report)
+
     methods = sub.add_parser("methods", help="list the distillation methods and their options")
     methods.set_defaults(func=_cmd_methods)
     stages = sub.add_parser("stages", help="show the 4 stages fofakd distils for a model at an input size")
@@ -116,6 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FofakdError as err:
         print(f"fofakd: error: {err}", file=sys.stderr)
         return 2
+    except RunInterrupted as stop:
+        print(f"fofakd: {stop}", file=sys.stderr)
+        return 128 + stop.signum
     except KeyboardInterrupt:
         print("fofakd: interrupted", file=sys.stderr)
         return 130

@@ -37,13 +37,26 @@ def load_fashion_mnist(split: str = "train", root: str | Path | None = None) -> 
     """
     if split not in _FILES:
         raise FofakdError(f"Fashion-MNIST split '{split}' is not known; use 'train' or 'test'.")
-    for folder in [Path(root)] if root is not None else [DEBIAN_DIR]:
-        paths = [folder / name for name in _FILES[split]]
-        if all(p.is_file() for p in paths):
-            return _read_idx(*paths)
+    if root is not None:
+        # A folder the user named: its IDX files or torchvision's layout inside it, never a download.
+        root = Path(root)
+        if not root.is_dir():
+            raise FofakdError(f"data directory '{root}' does not exist; check --data-dir or omit it.")
+        for folder in (root, root / "FashionMNIST" / "raw"):
+            paths = [folder / name for name in _FILES[split]]
+            if all(p.is_file() for p in paths):
+                return _read_idx(*paths)
+        raise FofakdError(f"data directory '{root}' holds no Fashion-MNIST files ({', '.join(_FILES[split])}); "
+                          "put them there or omit --data-dir.")
+    paths = [DEBIAN_DIR / name for name in _FILES[split]]
+    if all(p.is_file() for p in paths):
+        return _read_idx(*paths)
     from torchvision.datasets import FashionMNIST
 
-    target = Path(root) if root is not None else default_root()
+    target = default_root()
+    raw = target / "FashionMNIST" / "raw"
+    if all((raw / name).is_file() for name in _FILES[split]):
+        return _read_idx(*[raw / name for name in _FILES[split]])
     try:
         data = FashionMNIST(str(target), train=split == "train", download=True)
     except Exception as err:  # noqa: BLE001 -- any network or disk failure means the same advice

@@ -1,23 +1,57 @@
 """A user's own images: `train/` and `val/` class folders (and optionally `test/`), read by workers."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 from timm.data import create_transform
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import DataLoader, DistributedSampler, Subset, default_collate
 from torchvision.datasets import ImageFolder
 
 from ..errors import FofakdError
 from .datasets import dataset_stats
 
 
+def load_rgb(path: str) -> Image.Image | None:
+    """An image converted to RGB (grey-scale, palette and RGBA included), or None with a warning when the file is
+    corrupt or truncated: one bad file should not end a long run, and the warning names it so it can be fixed."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, SyntaxError, ValueError) as err:
+        warnings.warn(f"skipping unreadable image '{path}' ({err})", stacklevel=2)
+        return None
+
+
+class SkippingImageFolder(ImageFolder):
+    """ImageFolder whose unreadable images come out as None (dropped by `collate_skipping`)."""
+
+    def __getitem__(self, index: int):
+        path, target = self.samples[index]
+        image = self.loader(path)
+        if image is None:
+            return None
+        return (self.transform(image) if self.transform else image), target
+
+
+def collate_skipping(batch: list) -> Any:
+    kept = [item for item in batch if item is not None]
+    if not kept:
+        return torch.empty(0, 3, 1, 1), torch.empty(0, dtype=torch.long)
+    return default_collate(kept)
+
+
 def _image_folder(root: Path, transform: Any) -> ImageFolder:
     if not root.is_dir():
         raise FofakdError(f"image folder '{root}' does not exist; pass --data-dir with train/ and val/ subfolders.")
+    empty = [d.name for d in sorted(root.iterdir()) if d.is_dir() and not any(f.is_file() for f in d.rglob("*"))]
+    if empty:
+        raise FofakdError(f"class folder '{root / empty[0]}' is empty; add images to it or remove it.")
     try:
-        return ImageFolder(str(root), transform=transform)
+        return SkippingImageFolder(str(root), transform=transform, loader=load_rgb)
     except (FileNotFoundError, RuntimeError) as err:
         raise FofakdError(f"image folder '{root}' holds no images in class subfolders ({err}); add images.") from None
 
@@ -49,7 +83,7 @@ def build_folder_data(cfg: Any, rank: int, world_size: int):
             if world_size > 1 else None
         generator = torch.Generator().manual_seed(cfg.seed)
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
-                          num_workers=cfg.workers, generator=generator, persistent_workers=False)
+                          num_workers=cfg.workers, generator=generator, collate_fn=collate_skipping)
 
     classes = len(val.classes if isinstance(val, ImageFolder) else val.dataset.classes)
     return DataBundle(

@@ -1,6 +1,7 @@
 """Training checkpoints: written atomically, read without unpickling arbitrary objects."""
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import random
@@ -11,19 +12,33 @@ import numpy as np
 import torch
 
 from ..errors import FofakdError
+from .faults import fault_point
 
 
 def save_atomic(obj: Any, path: str | Path) -> None:
-    """torch.save to a temporary file in the same folder, fsync, then rename over `path`."""
+    """Write `obj` to a temporary file in the same folder, fsync, then rename it over `path`.
+
+    A crash or a full disk at any point leaves the previous `path` as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    data = buffer.getbuffer()
     try:
         with open(tmp, "wb") as f:
-            torch.save(obj, f)
+            f.write(data[: len(data) // 2])
+            fault_point("kill-in-save")
+            f.write(data[len(data) // 2:])
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        raise FofakdError(
+            f"could not write checkpoint '{path}' ({err.strerror or err}); the previous checkpoint is intact; "
+            "free disk space and continue with --resume."
+        ) from None
     finally:
         if tmp.exists():
             tmp.unlink()

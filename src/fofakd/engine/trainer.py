@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import math
+import signal
 import sys
+import threading
 import time
 from typing import Any
 
@@ -14,13 +16,14 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..data import build_data
-from ..errors import FofakdError
+from ..errors import FofakdError, RunInterrupted
 from ..methods import Distiller, build_distiller
 from .builder import build_run_models
 from .checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
 from .config import RunConfig
-from .distributed import DistInfo, barrier, cleanup, init_distributed
+from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from .evaluate import autocast_context, evaluate
+from .faults import fault_point
 from .run_dir import RunDir, save_student
 
 
@@ -88,6 +91,10 @@ class Trainer:
             )
         self.epoch, self.step, self.best_top1, self.history = 0, 0, -1.0, []
         self.wall_time = 0.0
+        # Within an epoch: batches done, and the running loss sums (saved when a signal stops the run mid-epoch).
+        self.epoch_step, self.partial = 0, {"sums": {}, "samples": 0, "elapsed": 0.0}
+        self.pending_rng: dict[str, Any] | None = None
+        self.stop_signal = 0
         if cfg.resume:
             self._restore()
 
@@ -95,7 +102,7 @@ class Trainer:
     def _state(self) -> dict[str, Any]:
         return {
             "epoch": self.epoch, "step": self.step, "best_top1": self.best_top1, "history": self.history,
-            "wall_time": self.wall_time,
+            "wall_time": self.wall_time, "epoch_step": self.epoch_step, "partial": self.partial,
             "distiller": {k: v for k, v in self.distiller.state_dict().items() if not k.startswith("teacher.")},
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else {},
@@ -135,7 +142,9 @@ class Trainer:
             self.ema.module.load_state_dict(state["ema"])
         self.epoch, self.step, self.best_top1 = state["epoch"], state["step"], state["best_top1"]
         self.history, self.wall_time = list(state["history"]), state["wall_time"]
-        set_rng_state(process_state["rng"])
+        self.epoch_step, self.partial = state["epoch_step"], state["partial"]
+        # Applied once the epoch's loader has replayed the batches already trained on (see _train_epoch).
+        self.pending_rng = process_state["rng"]
 
     # ------------------------------------------------------------------------------------------------ loop
     def _set_epoch(self, loader: Any, epoch: int) -> None:
@@ -143,22 +152,44 @@ class Trainer:
             loader.set_epoch(epoch)
         elif hasattr(getattr(loader, "sampler", None), "set_epoch"):
             loader.sampler.set_epoch(epoch)
+        elif getattr(loader, "generator", None) is not None:  # a plain DataLoader: reseed its shuffling per epoch
+            loader.generator.manual_seed(self.cfg.seed * 1000 + epoch)
+
+    def _signal_handler(self, signum: int, _frame: Any) -> None:
+        self.stop_signal = signum
+        signal.signal(signum, signal.SIG_DFL)  # a second signal stops at once
+
+    def _stop_requested(self) -> int:
+        if not self.info.enabled:
+            return self.stop_signal
+        flag = all_reduce_sum(torch.tensor([float(self.stop_signal)], device=self.device), self.info)
+        return int(flag.item()) and (self.stop_signal or signal.SIGTERM)
 
     def _train_epoch(self) -> dict[str, float]:
         cfg, loader = self.cfg, self.data.train
         self.model.train()
         self._set_epoch(loader, self.epoch)
-        sums: dict[str, float] = {}
-        samples, start = 0, time.perf_counter()
+        sums: dict[str, float] = dict(self.partial["sums"])
+        samples, before = self.partial["samples"], self.partial["elapsed"]
+        batches = iter(loader)
+        for _ in range(self.epoch_step):  # replay what a mid-epoch checkpoint already trained on
+            next(batches)
+        if self.pending_rng is not None:
+            set_rng_state(self.pending_rng)
+            self.pending_rng = None
+        start = time.perf_counter()
         show_bar = self.info.is_main and sys.stderr.isatty()
-        bar = tqdm(total=len(loader), desc=f"epoch {self.epoch + 1}/{cfg.epochs}", disable=not show_bar, leave=False)
-        for images, targets in loader:
+        bar = tqdm(total=len(loader), initial=self.epoch_step, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
+                   disable=not show_bar, leave=False)
+        for images, targets in batches:
+            if not len(images):  # every image of the batch was unreadable (and named in a warning)
+                self.epoch_step += 1
+                continue
             if cfg.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             with autocast_context(self.device, cfg.amp):
                 out = self.model(images, targets)
-            parts = {k: v.detach().float() for k, v in out.items() if k.startswith("loss")}
-            values = {k: v.item() for k, v in parts.items()}
+            values = {k: v.detach().float().item() for k, v in out.items() if k.startswith("loss")}
             bad = [k for k, v in values.items() if not math.isfinite(v)]
             if bad:
                 raise FofakdError(
@@ -168,6 +199,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             self._backward_and_step(out["loss"])
             self.step += 1
+            self.epoch_step += 1
             if self.scheduler:
                 self.scheduler.step_update(self.step)
             if self.ema:
@@ -178,8 +210,17 @@ class Trainer:
                 sums[k] = sums.get(k, 0.0) + v * batch
             bar.set_postfix(loss=f"{values['loss']:.4f}", img_s=f"{samples / (time.perf_counter() - start):.0f}")
             bar.update()
+            fault_point("kill-at-step")
+            fault_point("term-at-step")
+            signum = self._stop_requested()
+            if signum:
+                bar.close()
+                self.partial = {"sums": sums, "samples": samples, "elapsed": before + time.perf_counter() - start}
+                self.save(best=False)
+                raise RunInterrupted(signum, str(self.run_dir.last))
         bar.close()
-        elapsed = time.perf_counter() - start
+        elapsed = before + time.perf_counter() - start
+        self.epoch_step, self.partial = 0, {"sums": {}, "samples": 0, "elapsed": 0.0}
         if self.scheduler:
             self.scheduler.step(self.epoch + 1)
         if self.info.enabled:
@@ -213,15 +254,23 @@ class Trainer:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(self.run_dir.tensorboard), purge_step=self.epoch + 1) if self.info.is_main else None
-        epochs_this_run = 0
-        while self.epoch < cfg.epochs:
-            if cfg.stop_after is not None and epochs_this_run >= cfg.stop_after:
-                self._log(f"stopped after {epochs_this_run} epochs; continue with --resume")
-                return {"stopped": True, "epoch": self.epoch}
-            row = self._run_epoch(writer)
-            epochs_this_run += 1
-            self._log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-        return self._finish(writer)
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            handlers = {sig: signal.signal(sig, self._signal_handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            epochs_this_run = 0
+            while self.epoch < cfg.epochs:
+                if cfg.stop_after is not None and epochs_this_run >= cfg.stop_after:
+                    self._log(f"stopped after {epochs_this_run} epochs; continue with --resume")
+                    return {"stopped": True, "epoch": self.epoch}
+                row = self._run_epoch(writer)
+                fault_point("kill-after-epoch")
+                epochs_this_run += 1
+                self._log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+            return self._finish(writer)
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
 
     def _run_epoch(self, writer: Any) -> dict[str, Any]:
         stats = self._train_epoch()

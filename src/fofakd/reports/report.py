@@ -1,0 +1,140 @@
+"""Comparison reports from run directories: a markdown table, results.json and plots."""
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import FofakdError
+
+
+def read_run(path: str | Path) -> dict[str, Any]:
+    """A run directory's config, per-epoch metrics and summary."""
+    path = Path(path)
+    metrics = path / "metrics.jsonl"
+    if not metrics.is_file():
+        raise FofakdError(f"'{path}' is not a fofakd run directory (no metrics.jsonl); pass run directories.")
+    config = yaml.safe_load((path / "config.yaml").read_text()) if (path / "config.yaml").is_file() else {}
+    summary = json.loads((path / "summary.json").read_text()) if (path / "summary.json").is_file() else {}
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    label = summary.get("method") or ("scratch" if config.get("model") else config.get("method", path.name))
+    return {"path": str(path), "label": label, "config": config, "summary": summary, "metrics": rows}
+
+
+def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per label: mean and spread over the runs (seeds) that share it."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for run in runs:
+        groups[run["label"]].append(run)
+    table = []
+    for label, members in groups.items():
+        def values(key: str) -> list[float]:
+            out = [m["summary"].get(key) for m in members]
+            return [v for v in out if v is not None]
+
+        top1 = values("test_top1") or [m["metrics"][-1].get("val_top1", 0.0) for m in members]
+        speeds = [statistics.mean(r["train_images_per_s"] for r in m["metrics"]) for m in members if m["metrics"]]
+        table.append({
+            "method": label, "runs": len(members),
+            "top1_mean": statistics.mean(top1), "top1_std": statistics.stdev(top1) if len(top1) > 1 else 0.0,
+            "top1_all": top1,
+            "train_time_s": statistics.mean(values("train_time_s")) if values("train_time_s") else None,
+            "images_per_s": statistics.mean(speeds) if speeds else None,
+            "extra_parameters": members[0]["summary"].get("extra_parameters"),
+        })
+    return table
+
+
+def markdown_table(table: list[dict[str, Any]]) -> str:
+    lines = ["| method | runs | test top-1 (%) | train time (s) | images/s | extra training-only parameters |",
+             "|---|---|---|---|---|---|"]
+    for row in table:
+        spread = f" ± {row['top1_std']:.2f}" if row["runs"] > 1 else ""
+        time_s = f"{row['train_time_s']:.0f}" if row["train_time_s"] is not None else "-"
+        speed = f"{row['images_per_s']:.0f}" if row["images_per_s"] is not None else "-"
+        extra = f"{row['extra_parameters'] / 1e6:.2f} M" if row["extra_parameters"] else "0"
+        lines.append(f"| {row['method']} | {row['runs']} | {row['top1_mean']:.2f}{spread} | {time_s} | {speed} | "
+                     f"{extra} |")
+    return "\n".join(lines)
+
+
+def plot_curves(runs: list[dict[str, Any]], out: Path) -> Path:
+    """Validation top-1 and every loss part per epoch, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    parts = sorted({k for r in runs for row in r["metrics"] for k in row if k.startswith("loss")})
+    panels = ["val_top1", *parts]
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.4 * rows), squeeze=False)
+    for ax, key in zip(axes.flat, panels):
+        for run in runs:
+            points = [(row["epoch"], row[key]) for row in run["metrics"] if key in row]
+            if points:
+                ax.plot(*zip(*points), marker="o", ms=3, label=run["label"])
+        ax.set_title(key)
+        ax.set_xlabel("epoch")
+        if key.startswith("loss"):
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=8)
+    fig.tight_layout()
+    path = out / "curves.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_accuracy(table: list[dict[str, Any]], out: Path, title: str = "test top-1") -> Path:
+    """Bar chart of mean top-1 with the standard deviation over runs, and each run as a dot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.3 * len(table) + 2, 3.6))
+    names = [row["method"] for row in table]
+    ax.bar(names, [row["top1_mean"] for row in table], yerr=[row["top1_std"] for row in table], capsize=4,
+           color="#7aa6c2")
+    for i, row in enumerate(table):
+        ax.scatter([i] * len(row["top1_all"]), row["top1_all"], color="k", s=10, zorder=3)
+        ax.text(i, row["top1_mean"], f"{row['top1_mean']:.1f}", ha="center", va="bottom", fontsize=8)
+    low = min(min(r["top1_all"]) for r in table)
+    ax.set_ylim(max(0.0, low - 10), min(100.0, max(r["top1_mean"] + r["top1_std"] for r in table) + 5))
+    ax.set_ylabel("top-1 (%)")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path = out / "accuracy.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(run_dirs: list[str | Path], out: str | Path, title: str = "fofakd comparison",
+                 notes: str = "") -> dict[str, Any]:
+    """report.md, results.json, curves.png and accuracy.png in `out` for the given runs."""
+    if not run_dirs:
+        raise FofakdError("no run directories given; pass one or more fofakd run directories.")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = [read_run(p) for p in run_dirs]
+    table = summarise(runs)
+    plot_curves(runs, out)
+    plot_accuracy(table, out)
+    results = {"title": title, "table": table, "runs": [{k: r[k] for k in ("path", "label", "summary")} for r in runs]}
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "report.md").write_text(
+        f"# {title}\n\n{notes}\n\n{markdown_table(table)}\n\n![accuracy](accuracy.png)\n\n"
+        "Validation top-1 and loss parts per epoch:\n\n![curves](curves.png)\n"
+    )
+    return results

@@ -1,0 +1,192 @@
+"""Killed runs resume exactly; user mistakes get one clear line, exit code 2 and lose nothing."""
+import errno
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from fofakd.cli import main
+
+SMALL = ["--train-subset", "120", "--val-subset", "64", "--test-subset", "64", "--batch-size", "32",
+         "--eval-batch-size", "64", "--epochs", "2", "--lr", "0.002"]  # 4 steps per epoch, the last of 24 images
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    out = tmp_path_factory.mktemp("teacher")
+    assert main(["train", "--model", "resnet10t", "--out", str(out), *SMALL, "--epochs", "1"]) == 0
+    return out
+
+
+def _distill_args(teacher, out):
+    return ["distill", "--teacher-checkpoint", str(teacher), "--method", "fofa", "--student",
+            "deit_tiny_patch16_224", "--student-kwargs", "patch_size=4", "depth=4", "drop_path_rate=0.1",
+            "--method-options", "dim=64", "--reprob", "0.25", "--out", str(out), *SMALL]
+
+
+def _metrics(run_dir):
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if "time" not in k and "per_s" not in k} for row in rows]
+
+
+@pytest.fixture(scope="module")
+def reference(teacher, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reference") / "run"
+    assert main(_distill_args(teacher, out)) == 0
+    return out
+
+
+@pytest.mark.parametrize("fault,code", [
+    ("kill-at-step:6", -9),       # SIGKILL in the middle of epoch 2
+    ("kill-after-epoch:1", -9),   # SIGKILL right after epoch 1 was saved
+    ("kill-in-save:3", -9),       # SIGKILL half-way through writing epoch 2's last.pt (writes: last, best, last)
+    ("term-at-step:6", 143),      # SIGTERM mid-epoch: a checkpoint is saved and the run exits cleanly
+])
+def test_killed_run_resumes_to_the_same_end(teacher, reference, tmp_path, fault, code):
+    out = tmp_path / "run"
+    killed = subprocess.run([sys.executable, "-m", "fofakd.cli", *_distill_args(teacher, out)],
+                            env={**ENV, "FOFAKD_FAULT": fault}, capture_output=True, text=True, timeout=600)
+    assert killed.returncode == code, killed.stderr[-2000:]
+    assert not (out / "student.safetensors").exists()
+    last = torch.load(out / "checkpoints" / "last.pt", weights_only=True)  # always a complete checkpoint
+    if fault.startswith("kill-in-save"):
+        assert last["epoch"] == 1 and (out / "checkpoints" / ".last.pt.tmp").exists()
+    if fault.startswith("term"):
+        assert "continue with --resume" in killed.stderr and "Traceback" not in killed.stderr
+        assert (last["epoch"], last["epoch_step"]) == (1, 2)
+    assert main([*_distill_args(teacher, out), "--resume"]) == 0
+    a, b = load_file(str(reference / "student.safetensors")), load_file(str(out / "student.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert _metrics(out) == _metrics(reference)
+
+
+def _fails_cleanly(args, capsys, message):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    return err
+
+
+def test_missing_data_dir(tmp_path, capsys):
+    _fails_cleanly(["train", "--model", "resnet10t", "--data-dir", str(tmp_path / "none"), "--out",
+                    str(tmp_path / "r")], capsys, "does not exist")
+
+
+def _image_folder(root, corrupt=False, empty_class=False):
+    for split in ("train", "val"):
+        for label, name in enumerate(("a", "b")):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            if empty_class and split == "train" and name == "b":
+                continue
+            for i in range(4):
+                Image.new("RGB", (16, 16), (label * 200, i * 40, 0)).save(folder / f"{i}.png")
+    if corrupt:
+        (root / "train" / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+
+
+def test_empty_class_folder(tmp_path, capsys):
+    _image_folder(tmp_path / "data", empty_class=True)
+    _fails_cleanly(["train", "--model", "resnet10t", "--data", "imagefolder", "--data-dir", str(tmp_path / "data"),
+                    "--out", str(tmp_path / "r")], capsys, "is empty")
+
+
+def test_corrupt_image_is_skipped_with_a_warning(tmp_path):
+    _image_folder(tmp_path / "data", corrupt=True)
+    with pytest.warns(UserWarning, match="broken.png"):
+        code = main(["train", "--model", "resnet10t", "--data", "imagefolder", "--data-dir", str(tmp_path / "data"),
+                     "--img-size", "32", "--batch-size", "3", "--epochs", "1", "--workers", "0",
+                     "--out", str(tmp_path / "r")])
+    assert code == 0
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--model", "resnet_10t"], "did you mean resnet10t"),
+    (["--model", "resnet10t", "--train-subset", "50", "--batch-size", "64"], "larger than the 50 training images"),
+])
+def test_bad_train_arguments(tmp_path, capsys, args, message):
+    _fails_cleanly(["train", *args, "--out", str(tmp_path / "r")], capsys, message)
+
+
+def test_unknown_method(teacher, tmp_path, capsys):
+    _fails_cleanly(["distill", "--teacher-checkpoint", str(teacher), "--student", "resnet10t", "--method", "fitnets",
+                    "--out", str(tmp_path / "r"), *SMALL], capsys, "did you mean fitnet")
+
+
+def test_teacher_checkpoint_that_does_not_fit(teacher, tmp_path, capsys):
+    _fails_cleanly(["distill", "--teacher-checkpoint", str(teacher / "student.safetensors"), "--teacher", "resnet18",
+                    "--student", "resnet10t", "--out", str(tmp_path / "r"), *SMALL], capsys, "does not fit")
+    ten_classes = torch.load(teacher / "checkpoints" / "last.pt", weights_only=True)["distiller"]
+    state = {k[len("student."):]: v for k, v in ten_classes.items() if k.startswith("student.")}
+    state["fc.weight"], state["fc.bias"] = state["fc.weight"][:5], state["fc.bias"][:5]
+    torch.save(state, tmp_path / "five.pth")
+    _fails_cleanly(["distill", "--teacher-checkpoint", str(tmp_path / "five.pth"), "--teacher", "resnet10t",
+                    "--student", "resnet10t", "--out", str(tmp_path / "r2"), *SMALL], capsys, "5-class classifier")
+
+
+def test_pickled_code_in_a_teacher_checkpoint_is_never_run(tmp_path, capsys):
+    marker = tmp_path / "ran"
+    script = ("import os, torch\nclass Evil:\n    def __reduce__(self): return (os.system, ('touch " + str(marker)
+              + "',))\ntorch.save({'state_dict': Evil()}, '" + str(tmp_path / "evil.pth") + "')\n")
+    subprocess.run([sys.executable, "-c", script], check=True)
+    _fails_cleanly(["distill", "--teacher-checkpoint", str(tmp_path / "evil.pth"), "--teacher", "resnet10t",
+                    "--student", "resnet10t", "--out", str(tmp_path / "r"), *SMALL], capsys, "arbitrary code")
+    assert not marker.exists()
+
+
+def test_truncated_checkpoint_on_resume(teacher, tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main([*_distill_args(teacher, out), "--stop-after", "1"]) == 0
+    last = out / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    _fails_cleanly([*_distill_args(teacher, out), "--resume"], capsys, "truncated or corrupt")
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(teacher, tmp_path, capsys):
+    good = torch.load(teacher / "checkpoints" / "last.pt", weights_only=True)["distiller"]
+    state = {k[len("student."):]: v for k, v in good.items() if k.startswith("student.")}
+    torch.save(state, tmp_path / "teacher.pth")
+    out = tmp_path / "r"
+    args = ["distill", "--teacher-checkpoint", str(tmp_path / "teacher.pth"), "--teacher", "resnet10t",
+            "--student", "resnet10t", "--method", "kd", "--out", str(out), *SMALL]
+    assert main([*args, "--stop-after", "1"]) == 0
+    before = (out / "checkpoints" / "last.pt").read_bytes()
+    state["fc.bias"] = torch.full_like(state["fc.bias"], float("nan"))  # the teacher turns bad
+    torch.save(state, tmp_path / "teacher.pth")
+    _fails_cleanly([*args, "--resume"], capsys, "the loss became nan at step 5 (epoch 2) in loss, loss_kd")
+    assert (out / "checkpoints" / "last.pt").read_bytes() == before
+
+
+def test_full_disk_keeps_the_previous_checkpoint(tmp_path, capsys, monkeypatch):
+    import fofakd.engine.checkpoint as checkpoint
+
+    calls = {"n": 0}
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        calls["n"] += 1
+        if calls["n"] == 3:  # epoch 2's last.pt (epoch 1 wrote last.pt and best.pt)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(checkpoint.os, "fsync", fsync)
+    out = tmp_path / "r"
+    _fails_cleanly(["train", "--model", "resnet10t", "--out", str(out), *SMALL], capsys, "No space left on device")
+    assert torch.load(out / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 1
+    assert not (out / "checkpoints" / ".last.pt.tmp").exists()
+
+
+def test_killing_one_process_ends_the_other(teacher, tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "fofakd.cli", "distill", "--teacher-checkpoint", str(teacher), "--student", "resnet10t",
+           "--method", "kd", "--out", str(tmp_path / "r"), *SMALL, "--batch-size", "16", "--epochs", "3"]
+    env = {**ENV, "OMP_NUM_THREADS": "1", "FOFAKD_FAULT": "kill-at-step:3", "FOFAKD_FAULT_RANK": "1"}
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode != 0
