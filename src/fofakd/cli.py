@@ -74,6 +74,12 @@ def _cmd_report(args: argparse.Namespace) -> None:
     print(f"report: {args.out}/report.md")
 
 
+def _cmd_attention(args: argparse.Namespace) -> None:
+    from .reports.attention import draw_attention
+
+    print(f"attention maps: {draw_attention(args.run, args.out, args.images)}")
+
+
 def _cmd_export(args: argparse.Namespace) -> None:
     from .engine.export import export_student
 
@@ -118,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", required=True, help="output directory")
     report.add_argument("--title", default="fofakd comparison")
     report.set_defaults(func=_cmd_report)
+
+    attention = sub.add_parser("attention", help="draw a FOFA run's region-aware attention over test images")
+    attention.add_argument("run", help="a fofa run directory")
+    attention.add_argument("--out", required=True, help="PNG file to write")
+    attention.add_argument("--images", type=int, default=4, help="how many test images (default 4)")
+    attention.set_defaults(func=_cmd_attention)
 
     methods = sub.add_parser("methods", help="list the distillation methods and their options")
     methods.set_defaults(func=_cmd_methods)

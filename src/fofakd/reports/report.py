@@ -69,18 +69,29 @@ def plot_curves(runs: list[dict[str, Any]], out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from matplotlib.ticker import MaxNLocator
+
+    labels = list(dict.fromkeys(r["label"] for r in runs))
+    colours = {label: f"C{i % 10}" for i, label in enumerate(labels)}
+    repeats = {label: sum(r["label"] == label for r in runs) for label in labels}
     parts = sorted({k for r in runs for row in r["metrics"] for k in row if k.startswith("loss")})
     panels = ["val_top1", *parts]
     cols = min(3, len(panels))
     rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.4 * rows), squeeze=False)
     for ax, key in zip(axes.flat, panels):
+        seen: dict[str, int] = {}
         for run in runs:
+            label = run["label"]
+            seen[label] = seen.get(label, 0) + 1
+            name = label if repeats[label] == 1 else f"{label} (seed {run['config'].get('seed', seen[label])})"
             points = [(row["epoch"], row[key]) for row in run["metrics"] if key in row]
             if points:
-                ax.plot(*zip(*points), marker="o", ms=3, label=run["label"])
+                ax.plot(*zip(*points), marker="o", ms=3, color=colours[label], alpha=0.85, label=name,
+                        linestyle=("-", "--", ":", "-.")[(seen[label] - 1) % 4])
         ax.set_title(key)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if key.startswith("loss"):
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
@@ -107,7 +118,8 @@ def plot_accuracy(table: list[dict[str, Any]], out: Path, title: str = "test top
            color="#7aa6c2")
     for i, row in enumerate(table):
         ax.scatter([i] * len(row["top1_all"]), row["top1_all"], color="k", s=10, zorder=3)
-        ax.text(i, row["top1_mean"], f"{row['top1_mean']:.1f}", ha="center", va="bottom", fontsize=8)
+        top = max([row["top1_mean"] + row["top1_std"], *row["top1_all"]])
+        ax.text(i, top + 0.3, f"{row['top1_mean']:.1f}", ha="center", va="bottom", fontsize=8)
     low = min(min(r["top1_all"]) for r in table)
     ax.set_ylim(max(0.0, low - 10), min(100.0, max(r["top1_mean"] + r["top1_std"] for r in table) + 5))
     ax.set_ylabel("top-1 (%)")

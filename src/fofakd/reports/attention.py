@@ -1,0 +1,81 @@
+"""Where a trained FOFA student's region-aware attention looks, drawn over a few test images."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..data import build_data
+from ..engine.builder import build_run_models
+from ..engine.checkpoint import load_checkpoint
+from ..engine.config import RunConfig
+from ..errors import FofakdError
+from ..features.layout import to_map
+from ..features.stages import forward_stages
+from ..methods import build_distiller
+
+
+def load_fofa_run(run_dir: str | Path):
+    """The FOFA distiller of a run (teacher from its checkpoint, trained parts from checkpoints/last.pt)."""
+    path = Path(run_dir) / "checkpoints" / "last.pt"
+    state = load_checkpoint(path)
+    cfg = RunConfig(**state["config"])
+    if cfg.method != "fofa":
+        raise FofakdError(f"'{run_dir}' is a '{cfg.method}' run; attention maps need a fofa run.")
+    cfg.val_fraction, cfg.train_subset, cfg.batch_size = 0.0, 1, 1
+    data = build_data(cfg)
+    teacher, student, _ = build_run_models(cfg, "distill", data)
+    distiller = build_distiller("fofa", teacher=teacher, student=student,
+                                input_size=(data.in_chans, data.img_size, data.img_size),
+                                **{"label_smoothing": cfg.smoothing, **cfg.method_options})
+    own = distiller.state_dict()
+    distiller.load_state_dict({**{k: v for k, v in own.items() if k.startswith("teacher.")}, **state["distiller"]})
+    return distiller.eval(), data
+
+
+@torch.no_grad()
+def stage_attention(distiller, images: torch.Tensor) -> torch.Tensor:
+    """(B, num_stages, g, g): the attention all queries pay to each region of each student stage, averaged over
+    heads and queries (each stage's map sums to that stage's share of the attention)."""
+    _, feats = forward_stages(distiller.student, images, distiller.student_stages)
+    maps = [to_map(f, s.grid) for f, s in zip(feats, distiller.student_stages)]
+    _, attn = distiller.raa(maps, return_attention=True)  # (B, heads, N, N)
+    received = attn.mean(dim=(1, 2))  # (B, N): mean attention each key region receives
+    side = distiller.raa.regions_per_side
+    return received.view(len(images), len(maps), side, side)
+
+
+def draw_attention(run_dir: str | Path, out: str | Path, num_images: int = 4) -> Path:
+    """A PNG: one row per test image, the image and one heat map per student stage."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    distiller, data = load_fofa_run(run_dir)
+    images, labels = next(iter(data.test))
+    images, labels = images[:num_images], labels[:num_images]
+    attention = stage_attention(distiller, images)
+    stages = attention.shape[1]
+    mean, std = torch.tensor(data.mean).view(-1, 1, 1), torch.tensor(data.std).view(-1, 1, 1)
+    fig, axes = plt.subplots(len(images), stages + 1, figsize=(2.2 * (stages + 1), 2.2 * len(images)), squeeze=False)
+    for row, (image, label) in enumerate(zip(images, labels)):
+        picture = (image * std + mean).clamp(0, 1).permute(1, 2, 0).squeeze(-1).numpy()
+        axes[row, 0].imshow(picture, cmap="gray")
+        axes[row, 0].set_title(f"label {int(label)}", fontsize=8)
+        for s in range(stages):
+            heat = F.interpolate(attention[row, s][None, None], size=image.shape[-2:], mode="nearest")[0, 0]
+            ax = axes[row, s + 1]
+            ax.imshow(picture, cmap="gray")
+            ax.imshow(heat.numpy(), cmap="inferno", alpha=0.6)
+            ax.set_title(f"stage {s + 1}: {attention[row, s].sum():.0%}", fontsize=8)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.suptitle("region-aware attention received per stage region (share of all attention)", fontsize=9)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
