@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import os
-import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import FofakdError
+from ..models.checkpoint import safe_torch_load
 from .faults import fault_point
 
 
@@ -49,15 +49,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FofakdError(f"checkpoint '{path}' does not exist; check the path or start without --resume.")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise FofakdError(
-            f"checkpoint '{path}' holds Python objects other than tensors and was not loaded, since unpickling "
-            "them could run arbitrary code."
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise FofakdError(f"checkpoint '{path}' is truncated or corrupt ({err}); use an intact copy.") from None
+    state = safe_torch_load(path)
+    if not isinstance(state, dict):
+        raise FofakdError(f"checkpoint '{path}' is not a fofakd training checkpoint; pass a run's checkpoints/last.pt.")
+    return state
 
 
 def rng_state() -> dict[str, Any]:

@@ -33,8 +33,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             return load_file(str(path), device="cpu")
         except (SafetensorError, OSError, ValueError) as err:
             raise FofakdError(f"checkpoint '{path}' is not a readable safetensors file ({err}); re-export it.") from None
+    return _unwrap(safe_torch_load(path), path)
+
+
+def safe_torch_load(path: Path) -> object:
+    """`torch.load` with `weights_only=True`: tensors and plain containers only, never arbitrary objects."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise FofakdError(
             f"checkpoint '{path}' holds Python objects other than tensors and was not loaded, since unpickling "
@@ -42,7 +47,6 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise FofakdError(f"checkpoint '{path}' is truncated or corrupt ({err}); use an intact copy.") from None
-    return _unwrap(obj, path)
 
 
 def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:

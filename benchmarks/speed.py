@@ -1,0 +1,227 @@
+"""Speed and memory of one training step per method, and FOFA's step against its floor.
+
+Usage: python benchmarks/speed.py [--rounds 7] [--out benchmarks/results]
+
+For each pair (teacher, student, input size, batch) every method's full training step (forward, backward, SGD
+step) is timed in interleaved rounds in one process, so drift hits all methods alike; medians are reported with
+ratios to KD and to scratch. FOFA's floor is the sum of what it cannot avoid, each part timed alone in the same
+rounds: the student forward + backward, the unprompted teacher forward without autograd, the prompted teacher
+forward + backward to its inputs, and the training-only modules' forward + backward. Peak memory is the resident
+set size of a separate process running a few steps of one method. A torch.profiler table shows where a FOFA step
+spends its time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import fofakd
+from fofakd.features.layout import to_map
+from fofakd.features.stages import forward_stages
+from fofakd.methods.losses import hcl_loss
+
+PAIRS = [
+    {"teacher": "resnet18", "student": "deit_tiny_patch16_224", "size": 32, "batch": 64,
+     "student_kwargs": {"patch_size": 4}},
+    {"teacher": "convnext_tiny", "student": "deit_tiny_patch16_224", "size": 224, "batch": 8, "student_kwargs": {}},
+]
+METHODS = ["scratch", "kd", "ofa", "fofa"]
+
+
+def build(pair: dict, method: str):
+    torch.manual_seed(0)
+    size = pair["size"]
+    teacher = fofakd.create_model(pair["teacher"], num_classes=100, img_size=size)
+    student = fofakd.create_model(pair["student"], num_classes=100, img_size=size, **pair["student_kwargs"])
+    distiller = fofakd.build_distiller(method, teacher=teacher, student=student, input_size=(3, size, size)).train()
+    optimizer = torch.optim.SGD(distiller.trainable_parameters(), lr=1e-3, momentum=0.9)
+    return distiller, optimizer
+
+
+def batch(pair: dict):
+    g = torch.Generator().manual_seed(1)
+    return (torch.randn(pair["batch"], 3, pair["size"], pair["size"], generator=g),
+            torch.randint(0, 100, (pair["batch"],), generator=g))
+
+
+def train_step(distiller, optimizer, x, y) -> None:
+    out = distiller(x, y)
+    optimizer.zero_grad(set_to_none=True)
+    out["loss"].backward()
+    optimizer.step()
+
+
+def floor_parts(fofa, x) -> dict:
+    """Callables for each unavoidable part of a FOFA step, each runnable alone."""
+    student, teacher = fofa.student, fofa.teacher
+
+    def student_part():
+        logits, feats = forward_stages(student, x, fofa.student_stages)
+        (logits.float().mean() + sum(f.float().mean() for f in feats)).backward()
+
+    def teacher_plain():
+        with torch.no_grad():
+            forward_stages(teacher, x, fofa.teacher_stages)
+
+    def teacher_prompted():
+        with fofa.prompt_hooks.active():
+            logits, feats = forward_stages(teacher, x, fofa.teacher_stages)
+        (logits.float().mean() + sum(f.float().mean() for f in feats)).backward()
+
+    with torch.no_grad():
+        _, s_feats = forward_stages(student, x, fofa.student_stages)
+        _, t_feats = forward_stages(teacher, x, fofa.teacher_stages)
+
+    def modules_part():
+        feats = [f.detach().requires_grad_() for f in s_feats]
+        aligned = fofa.align(feats)
+        sum(hcl_loss(a, t, s.grid) for a, t, s in zip(aligned, t_feats, fofa.teacher_stages)).backward()
+
+    return {"student fwd+bwd": student_part, "teacher fwd (no grad)": teacher_plain,
+            "prompted teacher fwd+bwd": teacher_prompted, "training-only modules fwd+bwd": modules_part}
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def bench_pair(pair: dict, rounds: int) -> dict:
+    x, y = batch(pair)
+    built = {m: build(pair, m) for m in METHODS}
+    parts = floor_parts(built["fofa"][0], x)
+    jobs = {m: (lambda m=m: train_step(*built[m], x, y)) for m in METHODS}
+    jobs.update({f"floor: {k}": v for k, v in parts.items()})
+    for job in jobs.values():  # warm-up (allocator, first-call overheads, FOFA's feedback path)
+        job()
+        job()
+    samples = {name: [] for name in jobs}
+    for _ in range(rounds):
+        for name, job in jobs.items():
+            samples[name].append(timed(job))
+    median = {name: statistics.median(v) for name, v in samples.items()}
+    floor = sum(v for k, v in median.items() if k.startswith("floor"))
+    return {
+        **{k: v for k, v in pair.items()},
+        "median_step_s": median,
+        "all_step_s": samples,
+        "ratio_to_kd": {m: median[m] / median["kd"] for m in METHODS},
+        "ratio_to_scratch": {m: median[m] / median["scratch"] for m in METHODS},
+        "fofa_floor_s": floor,
+        "fofa_over_floor": median["fofa"] / floor,
+        "extra_parameters": {m: built[m][0].num_extra_parameters() for m in METHODS},
+        "images_per_s": {m: pair["batch"] / median[m] for m in METHODS},
+    }
+
+
+def profile_fofa(pair: dict) -> list[dict]:
+    from torch.profiler import ProfilerActivity, profile
+
+    distiller, optimizer = build(pair, "fofa")
+    x, y = batch(pair)
+    train_step(distiller, optimizer, x, y)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(3):
+            train_step(distiller, optimizer, x, y)
+    rows = []
+    for event in sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:12]:
+        rows.append({"op": event.key, "self_cpu_ms_per_step": event.self_cpu_time_total / 1000 / 3,
+                     "calls_per_step": event.count / 3})
+    return rows
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def measure_step_memory(pair_index: int, method: str) -> float:
+    """In this process: peak resident memory (MiB) of 3 training steps above the memory held before them."""
+    pair = PAIRS[pair_index]
+    distiller, optimizer = build(pair, method)
+    x, y = batch(pair)
+    before = _status_kib("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
+    for _ in range(3):
+        train_step(distiller, optimizer, x, y)
+    return (_status_kib("VmHWM") - before) / 1024
+
+
+def peak_memory(pair_index: int, method: str) -> float:
+    """`measure_step_memory` in a fresh process, so methods do not share an allocator's history."""
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import speed; "
+            f"print(speed.measure_step_memory({pair_index}, {method!r}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def markdown(results: dict) -> str:
+    lines = [f"# Training-step speed and memory\n\nCommand: `{results['command']}`  \nMachine: {results['machine']}"
+             f"  \nWall time: {results['wall_time_s']:.0f} s. Medians over {results['rounds']} interleaved rounds.\n"]
+    for r in results["pairs"]:
+        lines.append(f"## {r['teacher']} -> {r['student']}, {r['size']} px, batch {r['batch']}\n")
+        lines.append("| method | step (ms) | images/s | x KD | x scratch | extra params | peak memory increase (MiB) |")
+        lines.append("|---|---|---|---|---|---|---|")
+        for m in METHODS:
+            lines.append(f"| {m} | {1000 * r['median_step_s'][m]:.0f} | {r['images_per_s'][m]:.0f} | "
+                         f"{r['ratio_to_kd'][m]:.2f} | {r['ratio_to_scratch'][m]:.2f} | "
+                         f"{r['extra_parameters'][m] / 1e6:.2f} M | {r['peak_memory_mib'][m]:.0f} |")
+        lines.append("\nFOFA's floor (each part timed alone):\n")
+        lines.append("| part | median (ms) |\n|---|---|")
+        for k, v in r["median_step_s"].items():
+            if k.startswith("floor"):
+                lines.append(f"| {k[7:]} | {1000 * v:.0f} |")
+        lines.append(f"| **floor** | **{1000 * r['fofa_floor_s']:.0f}** |")
+        lines.append(f"\nFOFA step / floor = **{r['fofa_over_floor']:.2f}**; FOFA / KD = {r['ratio_to_kd']['fofa']:.2f} "
+                     "(the reference reports 3.2x KD per epoch).\n")
+        lines.append("Where a FOFA step spends its time (torch.profiler, self CPU time):\n")
+        lines.append("| op | ms per step | calls per step |\n|---|---|---|")
+        for row in r["profile"]:
+            lines.append(f"| `{row['op']}` | {row['self_cpu_ms_per_step']:.1f} | {row['calls_per_step']:.0f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--pairs", type=int, nargs="*", help="indices into PAIRS (default: all)")
+    args = parser.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    start = time.perf_counter()
+    chosen = args.pairs if args.pairs is not None else list(range(len(PAIRS)))
+    pairs = []
+    for index in chosen:
+        result = bench_pair(PAIRS[index], args.rounds)
+        result["profile"] = profile_fofa(PAIRS[index])
+        result["peak_memory_mib"] = {m: peak_memory(index, m) for m in METHODS}
+        pairs.append(result)
+        print(f"{PAIRS[index]['teacher']} -> {PAIRS[index]['student']}: FOFA/floor {result['fofa_over_floor']:.2f}, "
+              f"FOFA/KD {result['ratio_to_kd']['fofa']:.2f}", flush=True)
+    results = {"command": "python benchmarks/speed.py " + " ".join(sys.argv[1:]),
+               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
+                          f"torch {torch.__version__}",
+               "rounds": args.rounds, "wall_time_s": time.perf_counter() - start, "pairs": pairs}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "speed.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "speed.md").write_text(markdown(results))
+    print(f"wrote {out / 'speed.md'}")
+
+
+if __name__ == "__main__":
+    main()
