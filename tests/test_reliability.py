@@ -193,3 +193,11 @@ def test_killing_one_process_ends_the_other(teacher, tmp_path):
     env = {**ENV, "OMP_NUM_THREADS": "1", "FOFAKD_FAULT": "kill-at-step:3", "FOFAKD_FAULT_RANK": "1"}
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode != 0
+
+
+def test_overwrite_with_a_mistake_keeps_the_old_run(tmp_path, capsys):
+    old = tmp_path / "run"
+    old.mkdir()
+    (old / "metrics.jsonl").write_text('{"epoch": 1}\n')
+    _fails_cleanly(["train", "--model", "resnet_10t", "--overwrite", "--out", str(old)], capsys, "did you mean")
+    assert (old / "metrics.jsonl").read_text() == '{"epoch": 1}\n'

@@ -30,23 +30,24 @@ class RunDir:
     def holds_run(self) -> bool:
         return any((self.path / name).exists() for name in (*RUN_FILES, *RUN_DIRS))
 
-    def prepare(self, resume: bool, overwrite: bool) -> None:
-        """Check the directory may be used, clearing an old run only when `overwrite` is given."""
+    def check(self, resume: bool, overwrite: bool) -> None:
+        """Refuse a directory the run may not use; changes nothing."""
         if self.path.exists() and not self.path.is_dir():
             raise FofakdError(f"output path '{self.path}' is a file; choose a directory for --out.")
         if resume:
             if not self.last.is_file():
                 raise FofakdError(f"there is no checkpoint to resume in '{self.path}' (no checkpoints/last.pt); "
                                   "start the run without --resume.")
-            return
-        if self.holds_run():
-            if not overwrite:
-                raise FofakdError(f"'{self.path}' already holds a run; pass --resume to continue it, --overwrite to "
-                                  "replace it, or choose another --out.")
-            for name in RUN_FILES:
-                (self.path / name).unlink(missing_ok=True)
-            for name in RUN_DIRS:
-                shutil.rmtree(self.path / name, ignore_errors=True)
+        elif self.holds_run() and not overwrite:
+            raise FofakdError(f"'{self.path}' already holds a run; pass --resume to continue it, --overwrite to "
+                              "replace it, or choose another --out.")
+
+    def start_new(self) -> None:
+        """Clear an old run (only reached with --overwrite) and create the directory."""
+        for name in RUN_FILES:
+            (self.path / name).unlink(missing_ok=True)
+        for name in RUN_DIRS:
+            shutil.rmtree(self.path / name, ignore_errors=True)
         self.path.mkdir(parents=True, exist_ok=True)
 
     def write_config(self, config: dict[str, Any]) -> None:

@@ -46,9 +46,7 @@ class Trainer:
         if cfg.sync_bn and self.device.type != "cuda":
             raise FofakdError("--sync-bn needs GPUs; leave it off on the CPU.")
         self.run_dir = RunDir(cfg.out)
-        if self.info.is_main:
-            self.run_dir.prepare(cfg.resume, cfg.overwrite)
-        barrier(self.info)
+        self.run_dir.check(cfg.resume, cfg.overwrite)
         torch.manual_seed(cfg.seed + self.info.rank)
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -89,6 +87,10 @@ class Trainer:
                 self.distiller, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 broadcast_buffers=False, find_unused_parameters=method == "fofa",
             )
+        # Only now, with data and models built (so a typo cannot cost the old run), may an old run be replaced.
+        if self.info.is_main and not cfg.resume:
+            self.run_dir.start_new()
+        barrier(self.info)
         self.epoch, self.step, self.best_top1, self.history = 0, 0, -1.0, []
         self.wall_time = 0.0
         # Within an epoch: batches done, and the running loss sums (saved when a signal stops the run mid-epoch).
