@@ -75,7 +75,9 @@ class TensorLoader:
         return order[self.rank :: self.world_size]
 
     def __len__(self) -> int:
-        return -(-len(self._indices()) // self.batch_size)
+        n = len(self.split)
+        per_rank = -(-n // self.world_size) if self.train else len(range(self.rank, n, self.world_size))
+        return -(-per_rank // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         seed = epoch_seed(self.seed, self.epoch, self.rank)

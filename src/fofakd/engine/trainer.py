@@ -191,7 +191,9 @@ class Trainer:
                 images = images.contiguous(memory_format=torch.channels_last)
             with autocast_context(self.device, cfg.amp):
                 out = self.model(images, targets)
-            values = {k: v.detach().float().item() for k, v in out.items() if k.startswith("loss")}
+            names = [k for k in out if k.startswith("loss")]
+            # One host sync per step for every loss part, not one each.
+            values = dict(zip(names, torch.stack([out[k].detach().float() for k in names]).tolist()))
             bad = [k for k, v in values.items() if not math.isfinite(v)]
             if bad:
                 raise FofakdError(
