@@ -5,7 +5,7 @@ from PIL import Image
 
 from fofakd.cli import main
 from fofakd.data import TensorSplit, build_data
-from fofakd.data.augment import random_crop
+from fofakd.data.augment import AugmentConfig, augment_uint8, random_crop
 from fofakd.data.build import carve_validation
 from fofakd.data.loader import TensorLoader
 from fofakd.engine.config import build_config
@@ -63,6 +63,18 @@ def test_mixup_gives_soft_targets():
     assert ((y > 0.02).sum(dim=1) >= 2).any(), "mixed samples carry two labels"
 
 
+def test_resized_crop_zooms_in_per_sample_and_repeats_with_the_generator():
+    # A horizontal ramp: a crop of area fraction a, resized back, spans a narrower range of columns.
+    ramp = torch.linspace(0, 255, 32).round().to(torch.uint8).view(1, 1, 1, 32).expand(6, 3, 32, 32).contiguous()
+    cfg = AugmentConfig(rrc_scale=0.08)
+    out = augment_uint8(ramp, cfg, torch.Generator().manual_seed(3))
+    again = augment_uint8(ramp, cfg, torch.Generator().manual_seed(3))
+    assert out.shape == ramp.shape and torch.equal(out, again)
+    spans = (out[:, 0, 0, -1].float() - out[:, 0, 0, 0].float()).abs()
+    assert (spans < 250).all(), "every image is a zoomed-in crop"
+    assert len(set(spans.tolist())) > 1, "crops are drawn per sample"
+
+
 def _write_folder(root, classes=("cat", "dog"), per_class=6):
     for split in ("train", "val"):
         for i, name in enumerate(classes):
@@ -84,6 +96,18 @@ def test_image_folder_run(tmp_path):
     spec = json.loads((out / "student.json").read_text())
     assert (spec["num_classes"], spec["in_chans"], spec["img_size"]) == (2, 3, 32)
     assert json.loads((out / "summary.json").read_text())["test_samples"] == 12
+
+
+def test_image_folder_batches_get_mixup_targets(tmp_path):
+    _write_folder(tmp_path / "data", per_class=8)
+    cfg = build_config({"data": "imagefolder", "data_dir": str(tmp_path / "data"), "img_size": 32, "batch_size": 8,
+                        "workers": 0, "mixup": 0.8, "cutmix": 1.0, "smoothing": 0.1, "seed": 0})
+    data = build_data(cfg)
+    x, y = next(iter(data.train))
+    assert data.mixup and x.shape == (8, 3, 32, 32) and y.shape == (8, 2)
+    assert torch.allclose(y.sum(dim=1), torch.ones(8))
+    _, plain = next(iter(data.val))
+    assert plain.dtype == torch.long, "evaluation batches keep hard labels"
 
 
 def test_missing_image_folder_is_named(tmp_path, capsys):

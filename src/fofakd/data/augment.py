@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
 
+from ..errors import FofakdError
+
 
 @dataclass
 class AugmentConfig:
@@ -18,12 +20,18 @@ class AugmentConfig:
         hflip: Probability of a horizontal flip.
         randaugment: torchvision RandAugment magnitude (0-30); None disables.
         reprob: Random-erasing probability (timm's RandomErasing, per sample).
+        rrc_scale: Random-resized crop with this smallest area fraction, replacing the padded crop; None disables.
     """
 
     crop_padding: int = 0
     hflip: float = 0.0
     randaugment: int | None = None
     reprob: float = 0.0
+    rrc_scale: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.rrc_scale is not None and not 0 < self.rrc_scale <= 1:
+            raise FofakdError(f"rrc_scale must be in (0, 1], got {self.rrc_scale}; e.g. 0.08 as timm uses.")
 
 
 def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
@@ -43,19 +51,26 @@ def random_hflip(images: torch.Tensor, probability: float, generator: torch.Gene
     return torch.where(flip[:, None, None, None], images.flip(-1), images)
 
 
+def per_sample(images: torch.Tensor, transform: v2.Transform, generator: torch.Generator) -> torch.Tensor:
+    """Apply a torchvision transform to each image with randomness drawn from `generator`."""
+    # torchvision draws from the global RNG; fork it so the run's own stream is untouched.
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return torch.stack([transform(img) for img in images])
+
+
 def augment_uint8(images: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
     """Geometric and photometric augmentation on a uint8 batch (B, C, H, W)."""
-    if cfg.crop_padding:
+    if cfg.rrc_scale is not None:
+        crop = v2.RandomResizedCrop(tuple(images.shape[-2:]), scale=(cfg.rrc_scale, 1.0), antialias=True)
+        images = per_sample(images, crop, generator)
+    elif cfg.crop_padding:
         images = random_crop(images, cfg.crop_padding, generator)
     if cfg.hflip:
         images = random_hflip(images, cfg.hflip, generator)
     if cfg.randaugment is not None:
-        # torchvision draws its ops from the global RNG; fork it so the run's own stream is untouched.
-        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            rand_augment = v2.RandAugment(magnitude=cfg.randaugment)
-            images = torch.stack([rand_augment(img) for img in images])
+        images = per_sample(images, v2.RandAugment(magnitude=cfg.randaugment), generator)
     return images
 
 

@@ -53,7 +53,7 @@ def build_data(cfg: Any, rank: int = 0, world_size: int = 1, device: torch.devic
     if cfg.data == "imagefolder":
         from .folder import build_folder_data
 
-        return build_folder_data(cfg, rank, world_size)
+        return build_folder_data(cfg, rank, world_size, device)
     full_train = load_tensor_split(cfg.data, "train", cfg.data_dir)
     test = load_tensor_split(cfg.data, "test", cfg.data_dir)
     train, val = carve_validation(full_train, cfg.val_fraction, cfg.seed)
@@ -65,7 +65,7 @@ def build_data(cfg: Any, rank: int = 0, world_size: int = 1, device: torch.devic
     num_classes = int(full_train.labels.max()) + 1
     mean, std = dataset_stats(cfg.data)
     img_size = cfg.img_size or full_train.images.shape[-1]
-    augment = AugmentConfig(cfg.crop_padding, cfg.hflip, cfg.randaugment, cfg.reprob)
+    augment = AugmentConfig(cfg.crop_padding, cfg.hflip, cfg.randaugment, cfg.reprob, cfg.rrc_scale)
     hooks = list(_batch_hooks(cfg, num_classes, device))
     common = dict(mean=mean, std=std, img_size=img_size, seed=cfg.seed, rank=rank, world_size=world_size,
                   device=device)
@@ -87,6 +87,11 @@ def _batch_hooks(cfg: Any, num_classes: int, device: torch.device | str) -> Iter
     if cfg.reprob:
         erasing = RandomErasing(probability=cfg.reprob, mode="pixel", device=str(device))
         yield lambda x, y: (erasing(x), y)
+    yield from mixup_hooks(cfg, num_classes)
+
+
+def mixup_hooks(cfg: Any, num_classes: int) -> Iterable:
+    """timm's mixup / cutmix as a batch hook, when the recipe asks for it."""
     if cfg.mixup or cfg.cutmix:
         mixup = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.smoothing,
                       num_classes=num_classes)

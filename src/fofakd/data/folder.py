@@ -56,8 +56,28 @@ def _image_folder(root: Path, transform: Any) -> ImageFolder:
         raise FofakdError(f"image folder '{root}' holds no images in class subfolders ({err}); add images.") from None
 
 
-def build_folder_data(cfg: Any, rank: int, world_size: int):
-    from .build import DataBundle
+class FolderLoader:
+    """A DataLoader whose batches are moved to `device` and passed through the batch hooks (mixup, cutmix)."""
+
+    def __init__(self, loader: DataLoader, device: torch.device | str, hooks: list | None = None):
+        self.loader, self.device, self.hooks = loader, torch.device(device), hooks or []
+        self.sampler, self.generator = loader.sampler, loader.generator
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for images, targets in self.loader:
+            images = images.to(self.device, non_blocking=True)
+            targets = targets.to(self.device, non_blocking=True)
+            if len(images):
+                for hook in self.hooks:
+                    images, targets = hook(images, targets)
+            yield images, targets
+
+
+def build_folder_data(cfg: Any, rank: int, world_size: int, device: torch.device | str = "cpu"):
+    from .build import DataBundle, mixup_hooks
 
     if cfg.data_dir is None:
         raise FofakdError("--data imagefolder needs --data-dir pointing at a folder with train/ and val/ subfolders.")
@@ -65,6 +85,7 @@ def build_folder_data(cfg: Any, rank: int, world_size: int):
     img_size = cfg.img_size or 224
     mean, std = dataset_stats("imagefolder")
     train_tf = create_transform(img_size, is_training=True, hflip=cfg.hflip, mean=mean, std=std,
+                                scale=(cfg.rrc_scale or 0.08, 1.0),
                                 auto_augment=f"rand-m{cfg.randaugment}-mstd0.5" if cfg.randaugment else None,
                                 re_prob=cfg.reprob)
     eval_tf = create_transform(img_size, is_training=False, mean=mean, std=std)
@@ -78,16 +99,20 @@ def build_folder_data(cfg: Any, rank: int, world_size: int):
             f"batch size {cfg.batch_size} is larger than the {len(train)} training images; lower --batch-size."
         )
 
-    def loader(dataset, batch_size: int, shuffle: bool) -> DataLoader:
+    classes = len(val.classes if isinstance(val, ImageFolder) else val.dataset.classes)
+
+    def loader(dataset, batch_size: int, shuffle: bool) -> FolderLoader:
         sampler = DistributedSampler(dataset, world_size, rank, shuffle=shuffle, seed=cfg.seed) \
             if world_size > 1 else None
         generator = torch.Generator().manual_seed(cfg.seed)
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
-                          num_workers=cfg.workers, generator=generator, collate_fn=collate_skipping)
+        batches = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                             num_workers=cfg.workers, generator=generator, collate_fn=collate_skipping,
+                             pin_memory=torch.device(device).type == "cuda")
+        # Random erasing already ran in the transform; only mixup and cutmix work on whole batches.
+        return FolderLoader(batches, device, list(mixup_hooks(cfg, classes)) if shuffle else None)
 
-    classes = len(val.classes if isinstance(val, ImageFolder) else val.dataset.classes)
     return DataBundle(
         train=loader(train, cfg.batch_size, True), val=loader(val, cfg.eval_batch_size, False),
         test=loader(test, cfg.eval_batch_size, False), num_classes=classes, in_chans=3, img_size=img_size,
-        mean=mean, std=std, train_size=len(train), mixup=False,
+        mean=mean, std=std, train_size=len(train), mixup=bool(cfg.mixup or cfg.cutmix),
     )

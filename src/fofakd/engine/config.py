@@ -67,6 +67,8 @@ class RunConfig:
     clip_grad: float | None = _opt(None, "clip the gradient norm to this value")
     smoothing: float = _opt(0.1, "label smoothing")
     crop_padding: int = _opt(2, "random-crop padding in pixels for in-memory data (0: no crop)")
+    rrc_scale: float | None = _opt(None, "random-resized crop with this smallest area fraction (e.g. 0.08) instead "
+                                         "of the padded crop; image folders always use it (default 0.08)")
     hflip: float = _opt(0.5, "horizontal flip probability")
     randaugment: int | None = _opt(None, "RandAugment magnitude (e.g. 9); off by default")
     reprob: float = _opt(0.0, "random-erasing probability")
