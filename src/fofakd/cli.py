@@ -86,6 +86,19 @@ def _cmd_export(args: argparse.Namespace) -> None:
     print(json.dumps(export_student(args.checkpoint, args.format, args.out)))
 
 
+def _cmd_recipes(args: argparse.Namespace) -> None:
+    import os
+
+    from .recipes import commands, list_recipes, write_recipes
+
+    if args.write:
+        print(f"wrote {len(write_recipes(args.write))} recipes under {args.write}")
+        return
+    for recipe, path in list_recipes(args.dir, args.match):
+        shown = os.path.relpath(path) if not os.path.relpath(path).startswith("..") else str(path)
+        print(f"{shown}\n  " + "\n  ".join(commands(recipe, shown)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .engine.config import add_config_arguments
 
@@ -130,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     attention.add_argument("--out", required=True, help="PNG file to write")
     attention.add_argument("--images", type=int, default=4, help="how many test images (default 4)")
     attention.set_defaults(func=_cmd_attention)
+
+    recipes = sub.add_parser("recipes", help="list the paper's recipe configs and the commands that run them")
+    recipes.add_argument("match", nargs="?", help="only recipes whose path contains this (e.g. imagenet/convnext_t)")
+    recipes.add_argument("--dir", help="recipe folder (default: configs/ of the source tree)")
+    recipes.add_argument("--write", metavar="DIR", help="write every recipe config under DIR instead of listing")
+    recipes.set_defaults(func=_cmd_recipes)
 
     methods = sub.add_parser("methods", help="list the distillation methods and their options")
     methods.set_defaults(func=_cmd_methods)

@@ -1,9 +1,12 @@
-"""Models of a run, built to follow the data (classes, channels and, for fixed-size models, image size)."""
+"""A run's parts from its config: models that follow the data (classes, channels, size), optimiser, schedule."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import torch
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
 from torch import nn
 
 from ..data.build import DataBundle
@@ -52,3 +55,20 @@ def build_run_models(cfg: RunConfig, command: str, data: DataBundle) -> tuple[nn
     teacher = create_model(teacher_name, checkpoint=source, **{**common, "reset_head": False}, **teacher_kwargs)
     student = create_model(cfg.student, **{**common, "pretrained": False}, **cfg.student_kwargs)
     return teacher, student, student_spec(cfg.student, cfg.student_kwargs, data, cfg.data)
+
+
+def build_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """timm's optimiser over the trainable parameters (no weight decay on norms and biases)."""
+    return create_optimizer_v2(model, opt=cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
+
+
+def build_scheduler(cfg: RunConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> Any:
+    """timm's learning-rate schedule, stepped every iteration; None for `sched: none`."""
+    if cfg.sched == "none":
+        return None
+    scheduler, _ = create_scheduler_v2(
+        optimizer, sched=cfg.sched, num_epochs=cfg.epochs, decay_epochs=cfg.decay_epochs, decay_rate=cfg.decay_rate,
+        min_lr=cfg.min_lr, warmup_lr=cfg.warmup_lr, warmup_epochs=cfg.warmup_epochs, step_on_epochs=False,
+        updates_per_epoch=steps_per_epoch,
+    )
+    return scheduler

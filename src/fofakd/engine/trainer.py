@@ -9,8 +9,6 @@ import time
 from typing import Any
 
 import torch
-from timm.optim import create_optimizer_v2
-from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3, distribute_bn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
@@ -18,7 +16,7 @@ from tqdm import tqdm
 from ..data import build_data
 from ..errors import FofakdError, RunInterrupted
 from ..methods import Distiller, build_distiller
-from .builder import build_run_models
+from .builder import build_optimizer, build_run_models, build_scheduler
 from .checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
 from .config import RunConfig
 from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
@@ -68,16 +66,9 @@ class Trainer:
             if self.distiller.teacher is not None:
                 self.distiller.teacher.compile()
 
-        self.optimizer = create_optimizer_v2(self.distiller, opt=cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                             momentum=cfg.momentum)
+        self.optimizer = build_optimizer(cfg, self.distiller)
         self.steps_per_epoch = len(self.data.train)
-        self.scheduler = None
-        if cfg.sched != "none":
-            self.scheduler, _ = create_scheduler_v2(
-                self.optimizer, sched=cfg.sched, num_epochs=cfg.epochs, decay_epochs=cfg.decay_epochs,
-                decay_rate=cfg.decay_rate, min_lr=cfg.min_lr, warmup_lr=cfg.warmup_lr,
-                warmup_epochs=cfg.warmup_epochs, step_on_epochs=False, updates_per_epoch=self.steps_per_epoch,
-            )
+        self.scheduler = build_scheduler(cfg, self.optimizer, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
         self.ema = ModelEmaV3(self.distiller.student, decay=cfg.ema_decay) if cfg.ema else None
         self.model = self.distiller

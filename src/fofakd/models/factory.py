@@ -9,6 +9,7 @@ from torch import nn
 
 from ..errors import FofakdError
 from . import small  # noqa: F401 -- registers the small-image variants with timm
+from . import swin_tiny_variants  # noqa: F401 -- registers Swin-Nano and Swin-Pico with timm
 from .checkpoint import load_weights
 
 

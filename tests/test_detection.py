@@ -1,0 +1,106 @@
+"""Detection: the synthetic COCO set, COCO mAP against hand-computed values, FPN backbones, a detector that learns."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fofakd.detection import CocoDetection, build_detector, coco_evaluate, collate_detection, make_synthetic_coco
+from fofakd.detection.coco import _quiet_coco, to_coco_results
+from fofakd.detection.models import build_backbone
+from fofakd.errors import FofakdError
+
+
+def test_synthetic_set_is_deterministic_and_boxes_fit_the_shapes(tmp_path):
+    first = make_synthetic_coco(tmp_path / "a", num_images=6, size=96, seed=3)
+    second = make_synthetic_coco(tmp_path / "b", num_images=6, size=96, seed=3)
+    other = make_synthetic_coco(tmp_path / "c", num_images=6, size=96, seed=4)
+    assert first.read_text() == second.read_text() != other.read_text()
+    assert (tmp_path / "a/images/000001.png").read_bytes() == (tmp_path / "b/images/000001.png").read_bytes()
+    data = json.loads(first.read_text())
+    squares = [a for a in data["annotations"] if a["category_id"] == 1]
+    assert squares, "seed 3 draws at least one square"
+    for ann in data["annotations"]:
+        x, y, w, h = (int(v) for v in ann["bbox"])
+        assert 0 <= x and 0 <= y and x + w <= 96 and y + h <= 96
+    for ann in squares:  # a square fills its box with one colour; the background around it is not that colour
+        x, y, w, h = (int(v) for v in ann["bbox"])
+        image = np.asarray(Image.open(tmp_path / "a/images" / f"{ann['image_id']:06d}.png"))
+        inside = image[y:y + h, x:x + w].reshape(-1, 3)
+        assert (inside == inside[0]).all()
+        ring = np.concatenate([image[max(y - 1, 0), x:x + w], image[min(y + h, 95), x:x + w]])
+        assert not (ring == inside[0]).all()
+
+
+def test_dataset_gives_xyxy_boxes_and_contiguous_labels(tmp_path):
+    annotations = make_synthetic_coco(tmp_path, num_images=3, size=64, seed=1)
+    data = CocoDetection(tmp_path / "images", annotations)
+    image, target = data[0]
+    raw = [a for a in json.loads(annotations.read_text())["annotations"] if a["image_id"] == 1]
+    assert image.shape == (3, 64, 64) and 0 <= image.min() and image.max() <= 1
+    x, y, w, h = raw[0]["bbox"]
+    assert target["boxes"][0].tolist() == [x, y, x + w, y + h]
+    assert target["labels"].tolist() == [a["category_id"] for a in raw]  # ids 1..3 map to labels 1..3
+    assert data.num_classes == 4
+
+
+def _single_box_case(tmp_path):
+    gt = {"images": [{"id": 5, "file_name": "x.png", "width": 64, "height": 64}],
+          "annotations": [{"id": 1, "image_id": 5, "category_id": 7, "bbox": [10, 10, 20, 20], "area": 400,
+                           "iscrowd": 0}],
+          "categories": [{"id": 7, "name": "thing"}]}
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(gt))
+    return _quiet_coco(path)
+
+
+def test_coco_map_matches_a_hand_computed_case(tmp_path):
+    coco = _single_box_case(tmp_path)
+    # A detection covering the top 12.5 px of the 20 x 20 box: IoU = 250 / 400 = 0.625. It is a true positive at the
+    # IoU thresholds 0.50, 0.55 and 0.60 and a miss at the seven above, so AP (mean over the ten) = 3/10, AP50 = 1,
+    # AP75 = 0. The object is small (area 400 < 32^2): APs equals AP and the medium/large APs are undefined (-1).
+    output = {"boxes": torch.tensor([[10.0, 10.0, 30.0, 22.5]]), "scores": torch.tensor([0.9]),
+              "labels": torch.tensor([1])}
+    results = to_coco_results([output], [5], category_ids=[7])
+    assert results[0]["bbox"] == [10.0, 10.0, 20.0, 12.5] and results[0]["category_id"] == 7
+    stats = coco_evaluate(coco, results)
+    assert stats["AP"] == pytest.approx(30.0) and stats["AP50"] == pytest.approx(100.0)
+    assert stats["AP75"] == 0.0 and stats["APs"] == pytest.approx(30.0) and stats["APm"] == stats["APl"] == -1.0
+    # A false positive scored above the true one halves precision at recall 1: AP50 = 50 (101-point interpolation).
+    decoy = {"boxes": torch.tensor([[40.0, 40.0, 60.0, 60.0], [10.0, 10.0, 30.0, 30.0]]),
+             "scores": torch.tensor([0.95, 0.9]), "labels": torch.tensor([1, 1])}
+    assert coco_evaluate(coco, to_coco_results([decoy], [5], [7]))["AP50"] == pytest.approx(50.0)
+
+
+def test_missing_annotation_file_is_a_clear_error(tmp_path):
+    with pytest.raises(FofakdError, match="does not exist"):
+        CocoDetection(tmp_path, tmp_path / "nope.json")
+
+
+@pytest.mark.parametrize("name, kwargs", [("resnet10t", {}), ("tv/resnet18", {}),
+                                          ("swin_tiny_patch4_window7_224", {"img_size": 128, "window_size": 4})])
+def test_fpn_backbones_give_five_nchw_levels(name, kwargs):
+    backbone = build_backbone(name, **kwargs).eval()
+    with torch.no_grad():
+        levels = backbone(torch.randn(1, 3, 128, 128))
+    assert list(levels) == ["0", "1", "2", "3", "pool"]
+    assert [tuple(f.shape) for f in levels.values()] == [(1, 256, 128 // s, 128 // s) for s in (4, 8, 16, 32, 64)]
+
+
+def test_a_tiny_detector_learns_the_synthetic_shapes(tmp_path):
+    annotations = make_synthetic_coco(tmp_path, num_images=4, size=96, seed=0)
+    data = CocoDetection(tmp_path / "images", annotations)
+    images, targets = collate_detection([data[i] for i in range(4)])
+    torch.manual_seed(0)
+    model = build_detector("resnet10t", data.num_classes, min_size=96, max_size=96, fpn_channels=64,
+                           representation_size=128, rpn_post_nms_top_n_train=200, box_batch_size_per_image=64).train()
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.02, momentum=0.9)
+    losses = []
+    for _ in range(8):
+        loss = sum(model(images, targets).values())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses
