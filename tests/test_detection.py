@@ -104,3 +104,67 @@ def test_a_tiny_detector_learns_the_synthetic_shapes(tmp_path):
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+def _tiny(backbone, num_classes=4, fpn=32):
+    return build_detector(backbone, num_classes, min_size=64, max_size=64, fixed_size=(64, 64), fpn_channels=fpn,
+                          representation_size=64, rpn_post_nms_top_n_train=100, box_batch_size_per_image=32)
+
+
+def _batch(tmp_path, count=2):
+    annotations = make_synthetic_coco(tmp_path, num_images=count, size=64, seed=2)
+    data = CocoDetection(tmp_path / "images", annotations)
+    return collate_detection([data[i] for i in range(count)])
+
+
+def test_detection_fofa_prompts_learn_inside_a_frozen_teacher(tmp_path):
+    from fofakd.detection.distill import DetectionDistiller
+
+    torch.manual_seed(0)
+    images, targets = _batch(tmp_path)
+    teacher = _tiny("convnext_atto", fpn=48)
+    distiller = DetectionDistiller(_tiny("resnet10t"), teacher, "fofa", dim=32, heads=4).train()
+    assert not teacher.training and len(distiller.prompts) == 4
+    teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    out = distiller(images, targets)
+    assert {"loss_kd", "loss_fd", "loss_reg", "loss_classifier", "loss_rpn_objectness"} <= set(out)
+    # beta starts at 0, so the prompted teacher is the plain one: the regulariser is exactly 0 on the first step.
+    assert out["loss_reg"].item() == 0.0
+    parts = sum(v for k, v in out.items() if k != "loss")
+    assert torch.allclose(out["loss"], parts)
+    out["loss"].backward()
+    assert all(p.grad is None for p in teacher.parameters())
+    assert all(p.beta.grad is not None and p.beta.grad.abs() > 0 for p in distiller.prompts)
+    # Feedback is each FPN level's difference, kept in the teacher's FPN shape for the next step.
+    assert [tuple(p.feedback.shape) for p in distiller.prompts] == [(2, 48, 64 // s, 64 // s) for s in (4, 8, 16, 32)]
+    optimizer = torch.optim.SGD(distiller.trainable_parameters(), lr=0.1)
+    optimizer.step()
+    assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in teacher_before.items())
+    second = distiller(images, targets)
+    assert second["loss_reg"].item() > 0, "once beta moved, the prompts change the teacher's ROI logits"
+
+
+@pytest.mark.parametrize("method", ["kd", "fitnet"])
+def test_detection_baselines_add_their_loss(tmp_path, method):
+    from fofakd.detection.distill import DetectionDistiller
+
+    images, targets = _batch(tmp_path)
+    distiller = DetectionDistiller(_tiny("resnet10t"), _tiny("resnet10t", fpn=48), method).train()
+    out = distiller(images, targets)
+    extra = {"kd": {"loss_kd"}, "fitnet": {"loss_kd", "loss_fd"}}[method]
+    assert extra <= set(out) and all(out[k].item() > 0 for k in extra)
+    out["loss"].backward()
+    assert all(p.grad is None for p in distiller.teacher.parameters())
+
+
+def test_detection_fofa_explains_what_it_needs():
+    from fofakd.detection.distill import DetectionDistiller
+
+    with pytest.raises(FofakdError, match="timm backbone"):
+        DetectionDistiller(_tiny("resnet10t"), build_detector("tv/resnet18", 4, min_size=64, max_size=64,
+                                                              fixed_size=(64, 64)), "fofa")
+    with pytest.raises(FofakdError, match="fixed input size"):
+        DetectionDistiller(build_detector("resnet10t", 4, min_size=64, max_size=64),
+                           build_detector("resnet10t", 4, min_size=64, max_size=64), "fofa")
+    with pytest.raises(FofakdError, match="not known"):
+        DetectionDistiller(_tiny("resnet10t"), _tiny("resnet10t"), "dkd")

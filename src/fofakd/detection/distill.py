@@ -1,0 +1,205 @@
+"""Distilling Faster R-CNN detectors (fofa-method.md section 9): features on the FPN levels, KD on ROI logits.
+
+Teacher and student see the same resized batch; the teacher's ROI head classifies the proposals the student sampled,
+so KD and the prompt regulariser compare logits of the same boxes. FOFA needs a fixed input size (build both
+detectors with `fixed_size=(S, S)`), because its region patchify and aligners are sized to the FPN grids.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection.roi_heads import fastrcnn_loss
+
+from ..errors import FofakdError
+from ..features.hooks import StageInputHooks
+from ..features.stages import ModelStages, StageInfo
+from ..methods.losses import hcl_loss, kd_loss, kl_divergence
+from ..modules.aligners import RegionsToMap
+from ..modules.prompts import AdaptiveFeedbackPrompt
+from ..modules.raa import RegionAwareAttention
+from .models import TimmFPNBackbone
+
+DETECTION_METHODS = ("scratch", "kd", "fitnet", "fofa")
+
+
+def roi_class_logits(detector: FasterRCNN, features: dict, proposals: list, image_sizes: list) -> torch.Tensor:
+    """The detector's ROI-head class logits for given proposals."""
+    heads = detector.roi_heads
+    return heads.box_predictor(heads.box_head(heads.box_roi_pool(features, proposals, image_sizes)))[0]
+
+
+def _fixed_size(detector: FasterRCNN) -> tuple[int, int]:
+    size = getattr(detector.transform, "fixed_size", None)
+    if size is None:
+        raise FofakdError("FOFA on detectors needs a fixed input size; build both detectors with fixed_size=(S, S).")
+    return tuple(size)
+
+
+def _stage_module(body: nn.Module, name: str) -> str:
+    """timm's feature wrappers flatten module names ("stages.0" -> "stages_0")."""
+    for candidate in (name, name.replace(".", "_")):
+        try:
+            body.get_submodule(candidate)
+            return candidate
+        except AttributeError:
+            continue
+    raise FofakdError(f"cannot find the backbone stage module '{name}'; this timm backbone is not supported.")
+
+
+@torch.no_grad()
+def teacher_backbone_stages(detector: FasterRCNN) -> ModelStages:
+    """The teacher body's last four stages as FOFA stages: input (for the prompt) and FPN level (the output)."""
+    backbone = detector.backbone
+    if not isinstance(backbone, TimmFPNBackbone):
+        raise FofakdError("FOFA's prompts need a timm backbone in the teacher; build it with a timm model name.")
+    size = _fixed_size(detector)
+    names = [_stage_module(backbone.body, n) for n in backbone.body.feature_info.module_name()[-4:]]
+    inputs: dict[str, tuple[int, ...]] = {}
+
+    def recorder(name: str):
+        def hook(_module: nn.Module, args: tuple) -> None:
+            inputs.setdefault(name, tuple(args[0].shape))
+
+        return hook
+
+    handles = [backbone.body.get_submodule(n).register_forward_pre_hook(recorder(n)) for n in names]
+    was_training = backbone.training
+    try:
+        levels = list(backbone.eval()(torch.zeros(1, 3, *size)).values())
+    finally:
+        backbone.train(was_training)
+        for handle in handles:
+            handle.remove()
+    layout = "NHWC" if backbone.channels_last else "NCHW"
+    stages = []
+    for i, name in enumerate(names):
+        shape = inputs[name]
+        channels, grid = (shape[3], shape[1:3]) if layout == "NHWC" else (shape[1], shape[2:4])
+        stages.append(StageInfo(index=i, module=name, start_module=name, channels=levels[i].shape[1],
+                                grid=tuple(levels[i].shape[2:]), form="map", input_layout=layout,
+                                input_channels=channels, input_grid=tuple(grid)))
+    return ModelStages(tuple(stages), (3, *size), 0)
+
+
+class DetectionDistiller(nn.Module):
+    """A student detector trained with its own losses plus a method's losses against a frozen teacher detector.
+
+    Args:
+        student: torchvision Faster R-CNN (FPN backbone, 5 levels).
+        teacher: Frozen teacher detector with the same classes (None for scratch).
+        method: "scratch", "kd" (ROI logits), "fitnet" (FPN features) or "fofa".
+        num_queries: FOFA region tokens over the 5 FPN levels (125 = 25 per level).
+        dim: FOFA attention width.
+        heads: FOFA attention heads.
+        se_mode: Squeeze-excitation of the prompts ("bias" or "gate").
+        use_feedback: Fuse the previous step's FPN differences into the prompts.
+        kd_weight: Weight of KD on the ROI logits.
+        fd_weight: Weight of the feature loss (FitNet or FOFA).
+        reg_weight: Weight of FOFA's prompt regulariser.
+        temperature: KD temperature.
+    """
+
+    def __init__(self, student: FasterRCNN, teacher: FasterRCNN | None = None, method: str = "fofa",
+                 num_queries: int = 125, dim: int = 64, heads: int = 8, se_mode: str = "bias",
+                 use_feedback: bool = True, kd_weight: float = 1.0, fd_weight: float = 1.0, reg_weight: float = 1.0,
+                 temperature: float = 1.0):
+        super().__init__()
+        if method not in DETECTION_METHODS:
+            raise FofakdError(f"detection method '{method}' is not known; use one of {', '.join(DETECTION_METHODS)}.")
+        if method != "scratch" and teacher is None:
+            raise FofakdError(f"detection method '{method}' needs a teacher detector.")
+        self.method, self.student, self.teacher = method, student, teacher if method != "scratch" else None
+        self.kd_weight, self.fd_weight, self.reg_weight, self.temperature = kd_weight, fd_weight, reg_weight, temperature
+        if self.teacher is not None:
+            self.teacher.eval().requires_grad_(False)
+            same = [getattr(student.transform, k) == getattr(teacher.transform, k)
+                    for k in ("image_mean", "image_std", "min_size", "max_size", "fixed_size")]
+            if not all(same):
+                raise FofakdError("teacher and student detectors must resize and normalise images alike (same "
+                                  "min_size, max_size, fixed_size, image_mean and image_std); build them so.")
+        student_levels = self._level_shapes(student) if method in ("fitnet", "fofa") else []
+        teacher_levels = self._level_shapes(teacher) if method in ("fitnet", "fofa") else []
+        if method == "fitnet":
+            self.projectors = nn.ModuleList(nn.Conv2d(s[0], t[0], kernel_size=1) for s, t in
+                                            zip(student_levels, teacher_levels))
+        if method == "fofa":
+            self.raa = RegionAwareAttention([s[0] for s in student_levels], [s[1:] for s in student_levels],
+                                            num_queries=num_queries, dim=dim, num_heads=heads)
+            side = self.raa.regions_per_side
+            self.aligners = nn.ModuleList(RegionsToMap(dim, side, t[0], t[1:]) for t in teacher_levels)
+            self.teacher_stages = teacher_backbone_stages(teacher)
+            self.prompts = nn.ModuleList(AdaptiveFeedbackPrompt(s, se_mode, use_feedback)
+                                         for s in self.teacher_stages)
+            self.prompt_hooks = StageInputHooks(teacher.backbone.body, self.teacher_stages,
+                                                dict(enumerate(self.prompts)))
+
+    @staticmethod
+    @torch.no_grad()
+    def _level_shapes(detector: FasterRCNN) -> list[tuple[int, int, int]]:
+        size = _fixed_size(detector)
+        was_training = detector.backbone.training
+        levels = detector.backbone.eval()(torch.zeros(1, 3, *size))
+        detector.backbone.train(was_training)
+        return [tuple(f.shape[1:]) for f in levels.values()]
+
+    def train(self, mode: bool = True) -> "DetectionDistiller":
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()  # frozen: BatchNorm statistics never move
+        return self
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for name, p in self.named_parameters() if p.requires_grad and not name.startswith("teacher.")]
+
+    def num_extra_parameters(self) -> int:
+        """Training-only parameters (projectors, RAA, aligners, prompts)."""
+        return sum(p.numel() for name, p in self.named_parameters()
+                   if not name.startswith(("teacher.", "student.")))
+
+    def forward(self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> dict[str, Any]:
+        """Training losses: the detector's own (`loss_rpn_*`, `loss_classifier`, `loss_box_reg`), the method's, and
+        their sum as `loss`."""
+        student = self.student
+        batch, targets = student.transform(images, targets)
+        features = student.backbone(batch.tensors)
+        proposals, rpn_losses = student.rpn(batch, features, targets)
+        heads = student.roi_heads
+        proposals, _, labels, regression_targets = heads.select_training_samples(proposals, targets)
+        box_features = heads.box_head(heads.box_roi_pool(features, proposals, batch.image_sizes))
+        class_logits, box_regression = heads.box_predictor(box_features)
+        loss_classifier, loss_box_reg = fastrcnn_loss(class_logits, box_regression, labels, regression_targets)
+        parts = {"loss_rpn_objectness": (1.0, rpn_losses["loss_objectness"]),
+                 "loss_rpn_box_reg": (1.0, rpn_losses["loss_rpn_box_reg"]),
+                 "loss_classifier": (1.0, loss_classifier), "loss_box_reg": (1.0, loss_box_reg)}
+        if self.teacher is not None:
+            parts.update(self._distill(batch, features, proposals, class_logits))
+        out = {name: loss for name, (_, loss) in parts.items()}
+        out["loss"] = sum(weight * loss for weight, loss in parts.values())
+        return out
+
+    def _distill(self, batch: Any, features: dict, proposals: list, class_logits: torch.Tensor) -> dict:
+        teacher = self.teacher
+        with torch.no_grad():
+            plain = teacher.backbone(batch.tensors)
+            teacher_logits = roi_class_logits(teacher, plain, proposals, batch.image_sizes)
+        parts = {"loss_kd": (self.kd_weight, kd_loss(class_logits, teacher_logits, self.temperature))}
+        levels = list(features.values())
+        if self.method == "fitnet":
+            loss = sum(torch.nn.functional.mse_loss(p(s), t) for p, s, t in zip(self.projectors, levels,
+                                                                                 plain.values()))
+            parts["loss_fd"] = (self.fd_weight, loss)
+        elif self.method == "fofa":
+            with self.prompt_hooks.active():
+                prompted = teacher.backbone(batch.tensors)
+            prompted_logits = roi_class_logits(teacher, prompted, proposals, batch.image_sizes)
+            aligned = [a(r) for a, r in zip(self.aligners, self.raa(levels))]
+            targets = list(prompted.values())
+            parts["loss_fd"] = (self.fd_weight, sum(hcl_loss(a, t, tuple(t.shape[-2:])) for a, t in
+                                                    zip(aligned, targets)))
+            parts["loss_reg"] = (self.reg_weight, kl_divergence(teacher_logits, prompted_logits))
+            for prompt, a, t in zip(self.prompts, aligned, targets):
+                prompt.store_feedback(a - t)
+        return parts
