@@ -117,8 +117,8 @@ def markdown(results: dict[str, Any]) -> str:
     teachers = results["teachers"]
     lines = ["# Accuracy on heterogeneous pairs (Fashion-MNIST, low-data regime)", "",
              f"Command: `{results['command']}`  ", f"Machine: {results['machine']}  ",
-             f"Wall time: {results['wall_time_s'] / 60:.0f} min ({results['runs']} runs, "
-             f"{results['seeds']} seeds each).", "",
+             f"Wall time: {results['wall_time_s'] / 60:.0f} min from the first teacher's start to the last run's end "
+             f"({results['runs']} runs).", "",
              "Students train on 10k training images for "
              f"{results['settings']['epochs']} epochs; teachers on the same images for "
              f"{results['settings']['teacher_epochs']} epochs. Test top-1 (%) on the full 10k test set, mean ± "
@@ -134,8 +134,10 @@ def markdown(results: dict[str, Any]) -> str:
         gains = [results["main"][p][method]["test_mean"] - results["main"][p]["scratch"]["test_mean"] for p in pairs]
         lines.append(f"| {method} | " + " | ".join(cell(results["main"][p][method]) for p in pairs)
                      + f" | {statistics.mean(gains):+.2f} |")
-    lines += ["", f"FOFA ablations on {pair_name(ABLATION_PAIR)} (validation decides defaults; test is reported):", "",
-              "| variant | val top-1 (%) | test top-1 (%) | train time (s) | extra parameters |", "|---|---|---|---|---|"]
+    lines += ["", f"FOFA ablations on {pair_name(ABLATION_PAIR)}, {results['ablation_seeds']} seeds (validation "
+              "decides defaults; test is reported):", "",
+              "| variant | val top-1 (%) | test top-1 (%) | train time (s) | extra parameters |",
+              "|---|---|---|---|---|"]
     for name, row in results["ablations"].items():
         lines.append(f"| {name} | {row['val_mean']:.2f} ± {row['val_std']:.2f} | {cell(row)} | "
                      f"{row['train_time_s']:.0f} | {row['extra_parameters'] / 1e6:.2f} M |")
@@ -147,7 +149,8 @@ def markdown(results: dict[str, Any]) -> str:
                   for key, c in choices.items()) + ".", "",
         "Notes: fp32 throughout (bf16 autocast measured 10-30x slower on this CPU, which has no native bf16). Each "
         "seed draws its own 10k training images and validation split (both carved with the seed); the teachers use "
-        "seed 0's. Train times are per run and include other load on the machine during the benchmark.", "",
+        "seed 0's. Train times are per run and include other load on the machine during the benchmark. "
+        + results.get("note", ""), "",
         "![accuracy](accuracy.png)", ""]
     return "\n".join(lines)
 
@@ -215,6 +218,8 @@ def main() -> None:
     parser.add_argument("--work", default=os.environ.get("TMPDIR", "/tmp") + "/fofakd-accuracy",
                         help="where run directories (and cached teachers) go")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--ablation-seeds", type=int, help="seeds of the FOFA ablations (default: --seeds)")
+    parser.add_argument("--note", default="", help="a sentence about this run's circumstances for the report")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(os.cpu_count() or 1)
@@ -226,6 +231,7 @@ def main() -> None:
         folder = train_teacher(kind, work, args)
         teachers[kind] = json.loads((folder / "summary.json").read_text())["test_top1"]
     seeds = range(args.seeds)
+    ablation_seeds = range(args.ablation_seeds if args.ablation_seeds is not None else args.seeds)
     main_table: dict[str, dict[str, Any]] = {}
     for seed in seeds:  # seed-major order: a partial benchmark already covers every cell once
         for pair in PAIRS:
@@ -235,20 +241,22 @@ def main() -> None:
                     distil(pair, method, options, seed, folder, work, args))
                 print(f"[{(time.perf_counter() - start) / 60:.1f} min] {pair_name(pair)} {method} seed {seed}: "
                       f"{main_table[pair_name(pair)][method][-1]['test_top1']:.2f}", flush=True)
-        for name, options in ABLATIONS.items():
+        for name, options in ABLATIONS.items() if seed in ablation_seeds else ():
             distil(ABLATION_PAIR, "fofa", options, seed, ablation_folder(work, name, seed), work, args)
             print(f"[{(time.perf_counter() - start) / 60:.1f} min] ablation {name} seed {seed}", flush=True)
     ablations = {name: aggregate([distil(ABLATION_PAIR, "fofa", options, s, ablation_folder(work, name, s), work,
-                                         args) for s in seeds]) for name, options in ABLATIONS.items()}
+                                         args) for s in ablation_seeds]) for name, options in ABLATIONS.items()}
     results = {
         "command": "python benchmarks/accuracy.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
                    f"torch {torch.__version__}, fp32",
         "wall_time_s": elapsed(work), "seeds": args.seeds,
-        "runs": args.seeds * (len(PAIRS) * len(METHODS) + len(ABLATIONS) - 1) + len(TEACHERS),
+        "ablation_seeds": len(ablation_seeds),
+        "runs": (args.seeds * len(PAIRS) * len(METHODS) + len(ablation_seeds) * (len(ABLATIONS) - 1)
+                 + len(TEACHERS)),
         "settings": config, "teachers": teachers,
         "main": {p: {m: aggregate(runs) for m, runs in rows.items()} for p, rows in main_table.items()},
-        "ablations": ablations, "defaults_by_validation": defaults_by_validation(ablations),
+        "ablations": ablations, "defaults_by_validation": defaults_by_validation(ablations), "note": args.note,
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -112,7 +112,8 @@ class DetectionDistiller(nn.Module):
         if method != "scratch" and teacher is None:
             raise FofakdError(f"detection method '{method}' needs a teacher detector.")
         self.method, self.student, self.teacher = method, student, teacher if method != "scratch" else None
-        self.kd_weight, self.fd_weight, self.reg_weight, self.temperature = kd_weight, fd_weight, reg_weight, temperature
+        self.kd_weight, self.fd_weight, self.reg_weight = kd_weight, fd_weight, reg_weight
+        self.temperature = temperature
         if self.teacher is not None:
             self.teacher.eval().requires_grad_(False)
             same = [getattr(student.transform, k) == getattr(teacher.transform, k)
