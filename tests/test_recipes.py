@@ -2,7 +2,6 @@
 import dataclasses
 import math
 from collections import defaultdict
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -68,8 +67,8 @@ def _batch(cfg, num_classes: int, generator: torch.Generator):
     """Two images through the recipe's augmentation (at CIFAR's 32 px), resized to 224, then mixup."""
     images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8, generator=generator)
     labels = torch.randint(0, num_classes, (2,), generator=generator)
-    augment = AugmentConfig(cfg.crop_padding, cfg.hflip, cfg.randaugment, cfg.reprob, cfg.rrc_scale)
-    x = to_model_input(augment_uint8(images, augment, generator), (0.5,) * 3, (0.25,) * 3, cfg.img_size)
+    augmented = augment_uint8(images, AugmentConfig.from_config(cfg), generator)
+    x = to_model_input(augmented, (0.5,) * 3, (0.25,) * 3, cfg.img_size)
     for hook in mixup_hooks(cfg, num_classes):
         x, labels = hook(x, labels)
     return x, labels

@@ -29,6 +29,11 @@ class AugmentConfig:
     reprob: float = 0.0
     rrc_scale: float | None = None
 
+    @classmethod
+    def from_config(cls, cfg) -> "AugmentConfig":
+        """The augmentation options of a run config (a RunConfig or anything with the same fields)."""
+        return cls(cfg.crop_padding, cfg.hflip, cfg.randaugment, cfg.reprob, cfg.rrc_scale)
+
     def __post_init__(self) -> None:
         if self.rrc_scale is not None and not 0 < self.rrc_scale <= 1:
             raise FofakdError(f"rrc_scale must be in (0, 1], got {self.rrc_scale}; e.g. 0.08 as timm uses.")

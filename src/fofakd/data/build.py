@@ -65,7 +65,7 @@ def build_data(cfg: Any, rank: int = 0, world_size: int = 1, device: torch.devic
     num_classes = int(full_train.labels.max()) + 1
     mean, std = dataset_stats(cfg.data)
     img_size = cfg.img_size or full_train.images.shape[-1]
-    augment = AugmentConfig(cfg.crop_padding, cfg.hflip, cfg.randaugment, cfg.reprob, cfg.rrc_scale)
+    augment = AugmentConfig.from_config(cfg)
     hooks = list(_batch_hooks(cfg, num_classes, device))
     common = dict(mean=mean, std=std, img_size=img_size, seed=cfg.seed, rank=rank, world_size=world_size,
                   device=device)
