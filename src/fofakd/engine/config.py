@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -23,11 +24,14 @@ def _opt(default: Any, help: str, commands: tuple[str, ...] = BOTH, choices: tup
 
 
 @dataclass
-class RunConfig:
-    """Every option of `fofakd train` and `fofakd distill` (YAML keys use the same names)."""
+class TrainingConfig:
+    """Options every fofakd run has, classification or detection: models, method, recipe, precision, run directory.
+
+    YAML keys use the same names as the fields; each task's config adds its data options.
+    """
 
     # models
-    model: str | None = _opt(None, "timm model to train", TRAIN)
+    model: str | None = _opt(None, "timm model to train (for detection: the backbone)", TRAIN)
     model_kwargs: dict = _opt({}, "extra model arguments, KEY=VALUE (e.g. patch_size=4)", TRAIN)
     checkpoint: str | None = _opt(None, "initial weights for the model (file or fofakd run directory)", TRAIN)
     teacher: str | None = _opt(None, "timm name of the teacher (default: read from a run directory)", DISTILL)
@@ -41,19 +45,11 @@ class RunConfig:
     reset_head: bool = _opt(False, "accept a checkpoint whose classifier has another class count (new head)")
     method: str = _opt("fofa", "distillation method (see `fofakd methods`)", DISTILL)
     method_options: dict = _opt({}, "method options, KEY=VALUE (e.g. se_mode=gate)", DISTILL)
-    # data
-    data: str = _opt("fashion-mnist", "data set", choices=("fashion-mnist", "cifar10", "cifar100", "imagefolder"))
-    data_dir: str | None = _opt(None, "where the data set lives (default: its standard location)")
-    img_size: int | None = _opt(None, "input size models see (default: the data's own size)")
-    val_fraction: float = _opt(0.1, "fraction of the training split held out for validation (0: none)")
-    train_subset: int | None = _opt(None, "use only the first N training images")
-    val_subset: int | None = _opt(None, "use only the first N validation images")
-    test_subset: int | None = _opt(None, "use only the first N test images")
-    workers: int = _opt(2, "data loader workers for image folders")
     # recipe
     epochs: int = _opt(10, "training epochs")
     batch_size: int = _opt(128, "batch size per process")
     eval_batch_size: int = _opt(256, "evaluation batch size per process")
+    workers: int = _opt(2, "data loader workers for image files")
     opt: str = _opt("adamw", "optimiser (any timm optimiser name, e.g. sgd, adamw)")
     lr: float = _opt(1e-3, "peak learning rate (per process batch; see the docs for scaling)")
     min_lr: float = _opt(1e-5, "final learning rate of the schedule")
@@ -65,15 +61,7 @@ class RunConfig:
     decay_epochs: float = _opt(30, "epochs between decays of the step schedule")
     decay_rate: float = _opt(0.1, "decay factor of the step schedule")
     clip_grad: float | None = _opt(None, "clip the gradient norm to this value")
-    smoothing: float = _opt(0.1, "label smoothing")
-    crop_padding: int = _opt(2, "random-crop padding in pixels for in-memory data (0: no crop)")
-    rrc_scale: float | None = _opt(None, "random-resized crop with this smallest area fraction (e.g. 0.08) instead "
-                                         "of the padded crop; image folders always use it (default 0.08)")
     hflip: float = _opt(0.5, "horizontal flip probability")
-    randaugment: int | None = _opt(None, "RandAugment magnitude (e.g. 9); off by default")
-    reprob: float = _opt(0.0, "random-erasing probability")
-    mixup: float = _opt(0.0, "mixup alpha (0: off)")
-    cutmix: float = _opt(0.0, "cutmix alpha (0: off)")
     amp: str = _opt("none", "mixed precision: bf16 (CPU or GPU) or fp16 (GPU, with a grad scaler)",
                     choices=("none", "bf16", "fp16"))
     ema: bool = _opt(False, "keep an exponential moving average of the student")
@@ -94,26 +82,54 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
-FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+@dataclass
+class RunConfig(TrainingConfig):
+    """Every option of `fofakd train` and `fofakd distill` (image classification)."""
+
+    # data
+    data: str = _opt("fashion-mnist", "data set", choices=("fashion-mnist", "cifar10", "cifar100", "imagefolder"))
+    data_dir: str | None = _opt(None, "where the data set lives (default: its standard location)")
+    img_size: int | None = _opt(None, "input size models see (default: the data's own size)")
+    val_fraction: float = _opt(0.1, "fraction of the training split held out for validation (0: none)")
+    train_subset: int | None = _opt(None, "use only the first N training images")
+    val_subset: int | None = _opt(None, "use only the first N validation images")
+    test_subset: int | None = _opt(None, "use only the first N test images")
+    # augmentation
+    smoothing: float = _opt(0.1, "label smoothing")
+    crop_padding: int = _opt(2, "random-crop padding in pixels for in-memory data (0: no crop)")
+    rrc_scale: float | None = _opt(None, "random-resized crop with this smallest area fraction (e.g. 0.08) instead "
+                                         "of the padded crop; image folders always use it (default 0.08)")
+    randaugment: int | None = _opt(None, "RandAugment magnitude (e.g. 9); off by default")
+    reprob: float = _opt(0.0, "random-erasing probability")
+    mixup: float = _opt(0.0, "mixup alpha (0: off)")
+    cutmix: float = _opt(0.0, "cutmix alpha (0: off)")
 
 
-def _base_type(annotation: Any) -> tuple[type, bool]:
-    hint = typing.get_type_hints(RunConfig)[annotation] if isinstance(annotation, str) else annotation
+@functools.cache
+def fields_of(schema: type = RunConfig) -> dict[str, dataclasses.Field]:
+    """A config class's options by name."""
+    return {f.name: f for f in dataclasses.fields(schema)}
+
+
+
+def _base_type(name: str, schema: type = RunConfig) -> tuple[type, bool]:
+    hint = typing.get_type_hints(schema)[name]
     args = typing.get_args(hint)
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         return next(a for a in args if a is not type(None)), True
     return hint, False
 
 
-def check_value(key: str, value: Any) -> Any:
+def check_value(key: str, value: Any, schema: type = RunConfig) -> Any:
     """Validate one option's value against its declared type and choices; return it (ints widened to float)."""
-    if key not in FIELDS:
+    fields = fields_of(schema)
+    if key not in fields:
         import difflib
 
-        close = difflib.get_close_matches(key, list(FIELDS), n=1)
+        close = difflib.get_close_matches(key, list(fields), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise FofakdError(f"config key '{key}' is not an option{hint}; see `fofakd train --help`.")
-    kind, optional = _base_type(key)
+        raise FofakdError(f"config key '{key}' is not an option{hint}; see the command's --help.")
+    kind, optional = _base_type(key, schema)
     if value is None:
         if optional:
             return None
@@ -124,13 +140,13 @@ def check_value(key: str, value: Any) -> Any:
         raise FofakdError(
             f"config key '{key}' must be {_TYPE_WORDS[kind]}, got {value!r}; fix its value."
         )
-    choices = FIELDS[key].metadata["choices"]
+    choices = fields[key].metadata["choices"]
     if choices and value not in choices:
         raise FofakdError(f"config key '{key}' must be one of {', '.join(choices)}, got {value!r}.")
     return value
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
+def load_yaml(path: str | Path, schema: type = RunConfig) -> dict[str, Any]:
     """Options from a YAML mapping, checked key by key."""
     path = Path(path)
     if not path.is_file():
@@ -141,14 +157,14 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise FofakdError(f"config file '{path}' is not valid YAML ({str(err).splitlines()[0]}); fix its syntax.") from None
     if not isinstance(data, dict):
         raise FofakdError(f"config file '{path}' must hold a mapping of option names to values.")
-    return {key: check_value(key, value) for key, value in data.items()}
+    return {key: check_value(key, value, schema) for key, value in data.items()}
 
 
-def build_config(overrides: dict[str, Any], config_file: str | Path | None = None) -> RunConfig:
+def build_config(overrides: dict[str, Any], config_file: str | Path | None = None, schema: type = RunConfig) -> Any:
     """Defaults, then the YAML file, then `overrides` (the flags given on the command line)."""
-    values = load_yaml(config_file) if config_file else {}
-    values.update({key: check_value(key, value) for key, value in overrides.items()})
-    return RunConfig(**values)
+    values = load_yaml(config_file, schema) if config_file else {}
+    values.update({key: check_value(key, value, schema) for key, value in overrides.items()})
+    return schema(**values)
 
 
 def parse_key_values(items: list[str]) -> dict[str, Any]:
@@ -162,14 +178,15 @@ def parse_key_values(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+def add_config_arguments(parser: argparse.ArgumentParser, command: str, schema: type = RunConfig) -> None:
     """One flag per option of `command`; unset flags stay absent so the YAML file and defaults apply."""
     parser.add_argument("--config", help="YAML file with options (flags override it)")
-    for name, f in FIELDS.items():
+    parser.set_defaults(config_schema=schema)
+    for name, f in fields_of(schema).items():
         if command not in f.metadata["commands"]:
             continue
         flag = "--" + name.replace("_", "-")
-        kind, _ = _base_type(name)
+        kind, _ = _base_type(name, schema)
         common = {"dest": name, "default": argparse.SUPPRESS, "help": f.metadata["help"]}
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
@@ -179,9 +196,12 @@ def add_config_arguments(parser: argparse.ArgumentParser, command: str) -> None:
             parser.add_argument(flag, type=kind, choices=f.metadata["choices"], **common)
 
 
-def config_from_args(args: argparse.Namespace) -> RunConfig:
-    overrides = {k: v for k, v in vars(args).items() if k in FIELDS}
+def config_from_args(args: argparse.Namespace) -> Any:
+    """The config of a parsed command line (its class set by `add_config_arguments`)."""
+    schema = getattr(args, "config_schema", RunConfig)
+    fields = fields_of(schema)
+    overrides = {k: v for k, v in vars(args).items() if k in fields}
     for key, value in list(overrides.items()):
-        if _base_type(key)[0] is dict:
+        if _base_type(key, schema)[0] is dict:
             overrides[key] = parse_key_values(value)
-    return build_config(overrides, getattr(args, "config", None))
+    return build_config(overrides, getattr(args, "config", None), schema)
