@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--subset", type=int, help="evaluate on the first N test images only")
     evaluate.set_defaults(func=_cmd_eval)
 
-    export = sub.add_parser("export", help="export the bare student (ONNX is checked with onnxruntime)")
+    export = sub.add_parser("export", help="export the bare student or detector (ONNX is checked with onnxruntime)")
     export.add_argument("--checkpoint", required=True, help="run directory, student.safetensors or checkpoint .pt")
     export.add_argument("--format", required=True, choices=("onnx", "torchscript", "safetensors"))
     export.add_argument("--out", required=True, help="output file")
@@ -149,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     recipes.add_argument("--dir", help="recipe folder (default: configs/ of the source tree)")
     recipes.add_argument("--write", metavar="DIR", help="write every recipe config under DIR instead of listing")
     recipes.set_defaults(func=_cmd_recipes)
+
+    from .detection.cli import add_detect_parser
+
+    add_detect_parser(sub)
 
     methods = sub.add_parser("methods", help="list the distillation methods and their options")
     methods.set_defaults(func=_cmd_methods)

@@ -92,8 +92,15 @@ def to_coco_results(outputs: Sequence[dict[str, torch.Tensor]], image_ids: Seque
     return results
 
 
-def coco_evaluate(coco_gt: Any, results: list[dict[str, Any]]) -> dict[str, float]:
-    """COCOeval's box AP, AP50, AP75 and AP for small, medium and large objects (in %; -1 where undefined)."""
+def coco_evaluate(coco_gt: Any, results: list[dict[str, Any]],
+                  image_ids: Sequence[int] | None = None) -> dict[str, float]:
+    """COCOeval's box AP, AP50, AP75 and AP for small, medium and large objects (in %; -1 where undefined).
+
+    Args:
+        coco_gt: The ground truth (a pycocotools COCO object).
+        results: COCO result records.
+        image_ids: The images evaluated (default: all); those without detections count as misses.
+    """
     from pycocotools.cocoeval import COCOeval
 
     if not results:
@@ -101,7 +108,7 @@ def coco_evaluate(coco_gt: Any, results: list[dict[str, Any]]) -> dict[str, floa
     with contextlib.redirect_stdout(io.StringIO()):
         detections = coco_gt.loadRes(results)
         evaluator = COCOeval(coco_gt, detections, iouType="bbox")
-        evaluator.params.imgIds = sorted(coco_gt.getImgIds())  # images without detections count as misses
+        evaluator.params.imgIds = sorted(image_ids if image_ids is not None else coco_gt.getImgIds())
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()

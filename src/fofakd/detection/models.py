@@ -87,10 +87,15 @@ def build_detector(backbone: str, num_classes: int, min_size: int = 800, max_siz
         backbone_kwargs: Extra `timm.create_model` arguments.
         **detector_kwargs: torchvision `FasterRCNN` options (e.g. box_batch_size_per_image).
     """
+    if detector_kwargs.get("fixed_size") is not None:
+        detector_kwargs["fixed_size"] = tuple(detector_kwargs["fixed_size"])
     body = build_backbone(backbone, fpn_channels, pretrained_backbone, **(backbone_kwargs or {}))
     anchors = AnchorGenerator(default_anchor_sizes(min_size), ((0.5, 1.0, 2.0),) * 5)
     resolution = 7
     box_head = TwoMLPHead(body.out_channels * resolution**2, representation_size)
-    return FasterRCNN(body, min_size=min_size, max_size=max_size,
-                      rpn_anchor_generator=anchors, box_head=box_head,
-                      box_predictor=FastRCNNPredictor(representation_size, num_classes), **detector_kwargs)
+    detector = FasterRCNN(body, min_size=min_size, max_size=max_size, rpn_anchor_generator=anchors,
+                          box_head=box_head, box_predictor=FastRCNNPredictor(representation_size, num_classes),
+                          **detector_kwargs)
+    # What fofakd's checkpoint loader reads to tell a class-count mismatch (and what --reset-head may drop).
+    detector.pretrained_cfg = {"classifier": ["roi_heads.box_predictor.cls_score", "roi_heads.box_predictor.bbox_pred"]}
+    return detector

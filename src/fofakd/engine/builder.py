@@ -12,7 +12,7 @@ from torch import nn
 from ..data.build import DataBundle
 from ..errors import FofakdError
 from ..models import create_model
-from .config import RunConfig
+from .config import RunConfig, TrainingConfig
 
 
 def student_spec(name: str, kwargs: dict[str, Any], data: DataBundle, data_name: str) -> dict[str, Any]:
@@ -57,12 +57,12 @@ def build_run_models(cfg: RunConfig, command: str, data: DataBundle) -> tuple[nn
     return teacher, student, student_spec(cfg.student, cfg.student_kwargs, data, cfg.data)
 
 
-def build_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(cfg: TrainingConfig, model: nn.Module) -> torch.optim.Optimizer:
     """timm's optimiser over the trainable parameters (no weight decay on norms and biases)."""
     return create_optimizer_v2(model, opt=cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
 
 
-def build_scheduler(cfg: RunConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> Any:
+def build_scheduler(cfg: TrainingConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> Any:
     """timm's learning-rate schedule, stepped every iteration; None for `sched: none`."""
     if cfg.sched == "none":
         return None

@@ -17,7 +17,6 @@ FORMATS = ("onnx", "torchscript", "safetensors")
 
 def load_student(checkpoint: str | Path) -> tuple[nn.Module, dict[str, Any], Path]:
     """The bare student of a run directory, a student.safetensors file or a training checkpoint (.pt)."""
-    from .builder import model_from_spec
     from .checkpoint import load_checkpoint
 
     path = Path(checkpoint)
@@ -26,12 +25,23 @@ def load_student(checkpoint: str | Path) -> tuple[nn.Module, dict[str, Any], Pat
         if "student_spec" not in state:
             raise FofakdError(f"'{path}' is not a fofakd training checkpoint; pass a run directory instead.")
         spec = state["student_spec"]
-        model = model_from_spec(spec)
+        model = _model_from_spec(spec)
         prefix = "student."
         model.load_state_dict({k[len(prefix):]: v for k, v in state["distiller"].items() if k.startswith(prefix)})
         return model.eval(), spec, path
     spec, weights = read_student_spec(path)
-    return model_from_spec(spec, checkpoint=weights).eval(), spec, weights
+    return _model_from_spec(spec, weights).eval(), spec, weights
+
+
+def _model_from_spec(spec: dict[str, Any], weights: Path | None = None) -> nn.Module:
+    """A classifier, or a detector for the specs `fofakd detect` writes."""
+    if spec.get("task") == "detection":
+        from ..detection.builder import detector_from_spec
+
+        return detector_from_spec(spec, weights)
+    from .builder import model_from_spec
+
+    return model_from_spec(spec, checkpoint=weights)
 
 
 def export_student(checkpoint: str | Path, fmt: str, out: str | Path) -> dict[str, Any]:
@@ -48,9 +58,7 @@ def _export(checkpoint: str | Path, fmt: str, out: str | Path) -> dict[str, Any]
     model, spec, weights = load_student(checkpoint)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    example = torch.randn(2, spec["in_chans"], spec["img_size"], spec["img_size"])
-    report: dict[str, Any] = {"format": fmt, "out": str(out), "model": spec["model"],
-                              "input_shape": [None, spec["in_chans"], spec["img_size"], spec["img_size"]]}
+    report: dict[str, Any] = {"format": fmt, "out": str(out), "model": spec["model"]}
     if fmt == "safetensors":
         from .run_dir import save_student
 
@@ -61,6 +69,12 @@ def _export(checkpoint: str | Path, fmt: str, out: str | Path) -> dict[str, Any]
         shutil.move(str(tmp / "student.json"), out.with_suffix(".json"))
         tmp.rmdir()
         return report
+    if spec.get("task") == "detection":
+        from ..detection.export import export_detector
+
+        return {**report, **export_detector(model, spec, fmt, out)}
+    example = torch.randn(2, spec["in_chans"], spec["img_size"], spec["img_size"])
+    report["input_shape"] = [None, spec["in_chans"], spec["img_size"], spec["img_size"]]
     expected = model(example)
     if fmt == "torchscript":
         traced = torch.jit.trace(model, example)

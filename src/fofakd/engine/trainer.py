@@ -18,7 +18,7 @@ from ..errors import FofakdError, RunInterrupted
 from ..methods import Distiller, build_distiller
 from .builder import build_optimizer, build_run_models, build_scheduler
 from .checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
-from .config import RunConfig
+from .config import TrainingConfig
 from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from .evaluate import autocast_context, evaluate
 from .faults import fault_point
@@ -33,7 +33,7 @@ class Trainer:
         command: "train" (one model, no teacher) or "distill".
     """
 
-    def __init__(self, cfg: RunConfig, command: str):
+    def __init__(self, cfg: TrainingConfig, command: str):
         if not cfg.out:
             raise FofakdError("the run needs an output directory: pass --out DIR.")
         self.cfg, self.command = cfg, command
@@ -50,13 +50,7 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
 
-        self.data = build_data(cfg, self.info.rank, self.info.world_size, self.device)
-        teacher, student, self.spec = build_run_models(cfg, command, self.data)
-        method = "scratch" if command == "train" else cfg.method
-        options = {"label_smoothing": cfg.smoothing, **cfg.method_options}
-        input_size = (self.data.in_chans, self.data.img_size, self.data.img_size)
-        self.distiller: Distiller = build_distiller(method, teacher=teacher, student=student,
-                                                    input_size=input_size, **options).to(self.device)
+        self._build_parts()
         if cfg.channels_last:
             self.distiller.to(memory_format=torch.channels_last)
         if cfg.sync_bn and self.info.enabled:
@@ -76,13 +70,13 @@ class Trainer:
             # Buffers stay per process (FOFA feedback, CRD queues); BatchNorm statistics are averaged per epoch.
             self.model = DistributedDataParallel(
                 self.distiller, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                broadcast_buffers=False, find_unused_parameters=method == "fofa",
+                broadcast_buffers=False, find_unused_parameters=self.method == "fofa",
             )
         # Only now, with data and models built (so a typo cannot cost the old run), may an old run be replaced.
         if self.info.is_main and not cfg.resume:
             self.run_dir.start_new()
         barrier(self.info)
-        self.epoch, self.step, self.best_top1, self.history = 0, 0, -1.0, []
+        self.epoch, self.step, self.best_score, self.history = 0, 0, -math.inf, []
         self.wall_time = 0.0
         # Within an epoch: batches done, and the running loss sums (saved when a signal stops the run mid-epoch).
         self.epoch_step, self.partial = 0, {"sums": {}, "samples": 0, "elapsed": 0.0}
@@ -91,10 +85,35 @@ class Trainer:
         if cfg.resume:
             self._restore()
 
+    # ------------------------------------------------------------------------------------ task-specific parts
+    score_key = "val_top1"  # the validation metric that picks checkpoints/best.pt (higher is better)
+
+    def _build_parts(self) -> None:
+        """Data, models and the method: sets `data`, `distiller`, `spec` (the student's rebuild recipe), `method`."""
+        cfg = self.cfg
+        self.data = build_data(cfg, self.info.rank, self.info.world_size, self.device)
+        teacher, student, self.spec = build_run_models(cfg, self.command, self.data)
+        self.method = "scratch" if self.command == "train" else cfg.method
+        options = {"label_smoothing": cfg.smoothing, **cfg.method_options}
+        input_size = (self.data.in_chans, self.data.img_size, self.data.img_size)
+        self.distiller = build_distiller(self.method, teacher=teacher, student=student,
+                                         input_size=input_size, **options).to(self.device)
+
+    def _validate(self, model: torch.nn.Module) -> dict[str, float]:
+        """Validation metrics of a bare student, keyed as they appear in metrics.jsonl."""
+        val = self._evaluate(model, self.data.val)
+        return {"val_top1": val["top1"], "val_top5": val["top5"], "val_loss": val["loss"]}
+
+    def _test(self, model: torch.nn.Module) -> tuple[dict[str, Any], str]:
+        """The final model's test metrics for summary.json, and the line that reports them."""
+        test = self._evaluate(model, self.data.test)
+        line = f"test top-1 {test['top1']:.2f} top-5 {test['top5']:.2f} on {test['samples']} images"
+        return {"test_top1": test["top1"], "test_top5": test["top5"], "test_samples": test["samples"]}, line
+
     # ----------------------------------------------------------------------------------------------- state
     def _state(self) -> dict[str, Any]:
         return {
-            "epoch": self.epoch, "step": self.step, "best_top1": self.best_top1, "history": self.history,
+            "epoch": self.epoch, "step": self.step, "best_score": self.best_score, "history": self.history,
             "wall_time": self.wall_time, "epoch_step": self.epoch_step, "partial": self.partial,
             "distiller": {k: v for k, v in self.distiller.state_dict().items() if not k.startswith("teacher.")},
             "optimizer": self.optimizer.state_dict(),
@@ -133,7 +152,7 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         if self.ema:
             self.ema.module.load_state_dict(state["ema"])
-        self.epoch, self.step, self.best_top1 = state["epoch"], state["step"], state["best_top1"]
+        self.epoch, self.step, self.best_score = state["epoch"], state["step"], state["best_score"]
         self.history, self.wall_time = list(state["history"]), state["wall_time"]
         self.epoch_step, self.partial = state["epoch_step"], state["partial"]
         # Applied once the epoch's loader has replayed the batches already trained on (see _train_epoch).
@@ -178,7 +197,7 @@ class Trainer:
             if not len(images):  # every image of the batch was unreadable (and named in a warning)
                 self.epoch_step += 1
                 continue
-            if cfg.channels_last:
+            if cfg.channels_last and isinstance(images, torch.Tensor):
                 images = images.contiguous(memory_format=torch.channels_last)
             with autocast_context(self.device, cfg.amp):
                 out = self.model(images, targets)
@@ -271,18 +290,16 @@ class Trainer:
         stats = self._train_epoch()
         lr = self.optimizer.param_groups[0]["lr"]
         row: dict[str, Any] = {"epoch": self.epoch + 1, "lr": lr, **stats}
-        val_loader = self.data.val if self.data.val is not None else None
-        if val_loader is not None:
-            val = self._evaluate(self.distiller.student, val_loader)
-            row.update(val_top1=val["top1"], val_top5=val["top5"], val_loss=val["loss"])
+        if self.data.val is not None:
+            row.update(self._validate(self.distiller.student))
             if self.ema:
-                row["ema_val_top1"] = self._evaluate(self.ema.module, val_loader)["top1"]
+                row[f"ema_{self.score_key}"] = self._validate(self.ema.module)[self.score_key]
         self.wall_time += stats["train_time_s"]
         row["wall_time_s"] = self.wall_time
         self.epoch += 1
-        score = row.get("val_top1", -row.get("loss", 0.0))
-        best = score > self.best_top1
-        self.best_top1 = max(self.best_top1, score)
+        score = row.get(self.score_key, -row.get("loss", 0.0))
+        best = score > self.best_score
+        self.best_score = max(self.best_score, score)
         self.history.append(row)
         self.save(best)
         if self.info.is_main:
@@ -296,11 +313,11 @@ class Trainer:
 
     def _finish(self, writer: Any) -> dict[str, Any]:
         final = self.ema.module if self.ema else self.distiller.student
-        test = self._evaluate(final, self.data.test)
+        test, line = self._test(final)
         summary = {
-            "command": self.command, "method": "scratch" if self.command == "train" else self.cfg.method,
-            "epochs": self.epoch, "test_top1": test["top1"], "test_top5": test["top5"], "test_samples": test["samples"],
-            "best_val_top1": max((r.get("val_top1", -1.0) for r in self.history), default=None),
+            "command": self.command, "method": self.method, "epochs": self.epoch, **test,
+            f"best_{self.score_key}": max((r[self.score_key] for r in self.history if self.score_key in r),
+                                          default=None),
             "train_time_s": self.wall_time, "extra_parameters": self.distiller.num_extra_parameters(),
             "student_parameters": sum(p.numel() for p in self.distiller.student.parameters()),
             "weights": "ema" if self.ema else "final",
@@ -309,8 +326,7 @@ class Trainer:
             save_student(final, self.spec, self.run_dir.path)
             self.run_dir.write_json("summary.json", summary)
             writer.close()
-        self._log(f"test top-1 {test['top1']:.2f} top-5 {test['top5']:.2f} on {test['samples']} images; "
-                  f"student in {self.run_dir.path / 'student.safetensors'}")
+        self._log(f"{line}; student in {self.run_dir.path / 'student.safetensors'}")
         barrier(self.info)
         cleanup(self.info)
         return summary
@@ -320,6 +336,6 @@ class Trainer:
             print(message, flush=True)
 
 
-def run(cfg: RunConfig, command: str) -> dict[str, Any]:
+def run(cfg: TrainingConfig, command: str) -> dict[str, Any]:
     """Train (command "train") or distil (command "distill") as `cfg` says; returns the run summary."""
     return Trainer(cfg, command).fit()

@@ -1,0 +1,63 @@
+"""The options of `fofakd detect train` and `fofakd detect distill`: the shared run options plus detection data."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..engine.config import DISTILL, TrainingConfig, _opt
+
+DATA_SETS = ("shapes", "coco")
+DEFAULT_SPLITS = {"shapes": ("train", "val"), "coco": ("train2017", "val2017")}
+
+
+@dataclass
+class DetectionConfig(TrainingConfig):
+    """Every option of `fofakd detect train` and `fofakd detect distill` (YAML keys use the same names).
+
+    `model`, `teacher` and `student` name the detectors' backbones: a timm model, or `tv/resnet18`-style names for
+    torchvision's ResNet FPN backbones. The recipe defaults follow torchvision's Faster R-CNN reference (SGD, lr 0.02
+    for 16 images, weight decay 1e-4), scaled to 4 images per batch.
+    """
+
+    # recipe defaults for Faster R-CNN
+    epochs: int = _opt(12, "training epochs")
+    batch_size: int = _opt(4, "images per batch per process")
+    eval_batch_size: int = _opt(8, "evaluation images per batch per process")
+    opt: str = _opt("sgd", "optimiser (any timm optimiser name, e.g. sgd, adamw)")
+    lr: float = _opt(0.005, "peak learning rate (per process batch)")
+    min_lr: float = _opt(0.0, "final learning rate of the schedule")
+    weight_decay: float = _opt(1e-4, "weight decay (not applied to norms and biases)")
+    warmup_epochs: int = _opt(1, "linear warm-up epochs")
+    warmup_lr: float = _opt(1e-5, "learning rate at the start of warm-up")
+    clip_grad: float | None = _opt(10.0, "clip the gradient norm to this value (early RPN losses can spike)")
+    # data
+    data: str = _opt("shapes", "data set: built-in synthetic shapes, or a COCO-format folder", choices=DATA_SETS)
+    data_dir: str | None = _opt(None, "COCO-format folder: annotations/instances_<split>.json with <split>/ images, "
+                                      "or <split>/annotations.json with <split>/images/ (shapes: where the set is "
+                                      "written; default ~/.cache/fofakd/shapes)")
+    train_split: str | None = _opt(None, "training split name (default: train, or train2017 for coco)")
+    val_split: str | None = _opt(None, "validation split name (default: val, or val2017 for coco)")
+    shapes_images: int = _opt(256, "synthetic training images (the validation split gets a quarter as many)")
+    shapes_size: int = _opt(128, "side of the synthetic images in pixels")
+    train_subset: int | None = _opt(None, "use only the first N training images")
+    val_subset: int | None = _opt(None, "use only the first N validation images")
+    img_size: int | None = _opt(None, "resize every image to SIZE x SIZE (FOFA needs it; default: the synthetic "
+                                      "images' side for shapes, --min-size/--max-size for coco)")
+    min_size: int = _opt(800, "shorter image side after resizing, without --img-size")
+    max_size: int = _opt(1333, "longest image side after resizing, without --img-size")
+    # detectors
+    detector_options: dict = _opt({}, "student (or model) detector options, KEY=VALUE: fpn_channels, "
+                                      "representation_size or torchvision FasterRCNN arguments")
+    teacher_detector_options: dict = _opt({}, "teacher detector options (default: those of its fofakd run)", DISTILL)
+
+    def splits(self) -> tuple[str, str]:
+        """(training split, validation split) names."""
+        train, val = DEFAULT_SPLITS[self.data]
+        return self.train_split or train, self.val_split or val
+
+    def input_size(self) -> dict:
+        """The detectors' resize options: a fixed square with --img-size, else shorter/longer side bounds."""
+        size = self.img_size or (self.shapes_size if self.data == "shapes" else None)
+        if size:
+            return {"min_size": size, "max_size": size, "fixed_size": (size, size)}
+        return {"min_size": self.min_size, "max_size": self.max_size}
+
