@@ -113,3 +113,22 @@ def test_a_classification_run_is_not_a_detection_teacher(tiny, tmp_path, capsys)
     assert main(["detect", "distill", "--teacher-checkpoint", str(run), "--student", "resnet10t",
                  "--out", str(tmp_path / "x"), *tiny]) == 2
     assert "is not a finished `fofakd detect` run" in capsys.readouterr().err
+
+
+def test_detection_demo_compares_the_methods_and_reuses_its_teacher(tmp_path, monkeypatch, capsys):
+    from fofakd.detection import demo
+
+    monkeypatch.setitem(demo.SIZES, "quick", (8, 1, 1))  # one step per run: the wiring, not the numbers
+    monkeypatch.setenv("FOFAKD_DATA", str(tmp_path / "data"))
+    out = tmp_path / "demo"
+    rows = {row["run"]: row for row in demo.run_detection_demo(out, quick=True)}
+    assert list(rows)[1:] == ["scratch", "kd", "fitnet", "fofa"]
+    assert rows["scratch"]["extra_parameters"] == rows["kd"]["extra_parameters"] == 0
+    assert 0 < rows["fitnet"]["extra_parameters"] < rows["fofa"]["extra_parameters"]
+    assert json.loads((out / "results.json").read_text()) == list(rows.values())
+    assert "| fofa |" in (out / "report.md").read_text()
+    teacher = out / "teacher-quick"
+    stamp = (teacher / "student.safetensors").stat().st_mtime_ns
+    capsys.readouterr()
+    assert demo._teacher("quick", out) == teacher and "reusing" in capsys.readouterr().out
+    assert (teacher / "student.safetensors").stat().st_mtime_ns == stamp
