@@ -47,6 +47,8 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     from .engine.export import load_student
 
     model, spec, _ = load_student(args.checkpoint)
+    if spec.get("task") == "detection":
+        raise FofakdError(f"'{args.checkpoint}' holds a detector; evaluate it with `fofakd detect eval`.")
     options = {"data": args.data or spec["data"], "img_size": spec["img_size"], "eval_batch_size": args.batch_size,
                "batch_size": 1, "val_fraction": 0.0, "train_subset": 1, "test_subset": args.subset}
     if args.data_dir:

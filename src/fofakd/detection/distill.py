@@ -34,7 +34,8 @@ def roi_class_logits(detector: FasterRCNN, features: dict, proposals: list, imag
 def _fixed_size(detector: FasterRCNN) -> tuple[int, int]:
     size = getattr(detector.transform, "fixed_size", None)
     if size is None:
-        raise FofakdError("FOFA on detectors needs a fixed input size; build both detectors with fixed_size=(S, S).")
+        raise FofakdError("FOFA on detectors needs a fixed input size; pass --img-size S (in Python: build both "
+                          "detectors with fixed_size=(S, S)).")
     return tuple(size)
 
 

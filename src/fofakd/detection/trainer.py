@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from ..engine.distributed import barrier
 from ..engine.trainer import Trainer
 from ..errors import FofakdError
 from .builder import build_detection_models
@@ -32,8 +33,6 @@ class DetectionTrainer(Trainer):
 
     def _build_parts(self) -> None:
         cfg = self.cfg
-        from ..engine.distributed import barrier
-
         self.data = build_detection_data(cfg, self.info.rank, self.info.world_size, self.device,
                                          barrier=lambda: barrier(self.info))
         teacher, student, self.spec = build_detection_models(cfg, self.command, self.data)

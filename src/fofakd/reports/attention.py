@@ -20,6 +20,8 @@ def load_fofa_run(run_dir: str | Path):
     """The FOFA distiller of a run (teacher from its checkpoint, trained parts from checkpoints/last.pt)."""
     path = Path(run_dir) / "checkpoints" / "last.pt"
     state = load_checkpoint(path)
+    if "detector_options" in state["config"]:
+        raise FofakdError(f"'{run_dir}' is a detection run; attention maps are drawn for classification fofa runs.")
     cfg = RunConfig(**state["config"])
     if cfg.method != "fofa":
         raise FofakdError(f"'{run_dir}' is a '{cfg.method}' run; attention maps need a fofa run.")

@@ -19,6 +19,9 @@ def read_run(path: str | Path) -> dict[str, Any]:
     if not metrics.is_file():
         raise FofakdError(f"'{path}' is not a fofakd run directory (no metrics.jsonl); pass run directories.")
     config = yaml.safe_load((path / "config.yaml").read_text()) if (path / "config.yaml").is_file() else {}
+    if "detector_options" in config:
+        raise FofakdError(f"'{path}' is a detection run; reports compare classification runs (each detection run's "
+                          "summary.json holds its mAP).")
     summary = json.loads((path / "summary.json").read_text()) if (path / "summary.json").is_file() else {}
     rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
     label = summary.get("method") or ("scratch" if config.get("model") else config.get("method", path.name))
