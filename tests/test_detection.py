@@ -157,14 +157,42 @@ def test_detection_baselines_add_their_loss(tmp_path, method):
     assert all(p.grad is None for p in distiller.teacher.parameters())
 
 
+def test_detection_fofa_takes_batches_of_changing_image_size(tmp_path):
+    from fofakd.detection.distill import DetectionDistiller
+
+    torch.manual_seed(0)
+    images, targets = _batch(tmp_path)
+
+    def variable(backbone, fpn):  # torchvision's aspect-keeping resize: shorter side 64, longer at most 96
+        return build_detector(backbone, 4, min_size=64, max_size=96, fpn_channels=fpn, representation_size=64,
+                              rpn_post_nms_top_n_train=100, box_batch_size_per_image=32)
+
+    distiller = DetectionDistiller(variable("resnet10t", 32), variable("convnext_atto", 48), "fofa", dim=32,
+                                   heads=4).train()
+    # Built for a 64 x 64 reference image: 16 x 16 at the first FPN level.
+    assert distiller.raa.patchify[0].grid == (16, 16) and distiller.aligners[0].out_grid == (16, 16)
+    optimizer = torch.optim.SGD(distiller.trainable_parameters(), lr=0.1)
+    for width in (64, 80, 64):  # a 64 x 80 image is padded to a 64 x 96 batch (multiples of 32)
+        batch = [torch.nn.functional.interpolate(i[None], size=(64, width), mode="bilinear")[0] for i in images]
+        boxes = [{**t, "boxes": t["boxes"] * torch.tensor([width / 64, 1, width / 64, 1])} for t in targets]
+        out = distiller(batch, boxes)
+        assert torch.isfinite(out["loss"])
+        optimizer.zero_grad()
+        out["loss"].backward()
+        optimizer.step()
+        # The feedback has the shape of this batch's teacher FPN level: 96 / 4 = 24 wide for the wider batch.
+        assert tuple(distiller.prompts[0].feedback.shape) == (2, 48, 16, 24 if width == 80 else 16)
+    assert out["loss_reg"].item() > 0
+
+
 def test_detection_fofa_explains_what_it_needs():
     from fofakd.detection.distill import DetectionDistiller
 
     with pytest.raises(FofakdError, match="timm backbone"):
         DetectionDistiller(_tiny("resnet10t"), build_detector("tv/resnet18", 4, min_size=64, max_size=64,
                                                               fixed_size=(64, 64)), "fofa")
-    with pytest.raises(FofakdError, match="fixed input size"):
+    with pytest.raises(FofakdError, match="resize and normalise images alike"):
         DetectionDistiller(build_detector("resnet10t", 4, min_size=64, max_size=64),
-                           build_detector("resnet10t", 4, min_size=64, max_size=64), "fofa")
+                           build_detector("resnet10t", 4, min_size=64, max_size=96), "fofa")
     with pytest.raises(FofakdError, match="not known"):
         DetectionDistiller(_tiny("resnet10t"), _tiny("resnet10t"), "dkd")

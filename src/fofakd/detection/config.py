@@ -40,8 +40,8 @@ class DetectionConfig(TrainingConfig):
     shapes_size: int = _opt(128, "side of the synthetic images in pixels")
     train_subset: int | None = _opt(None, "use only the first N training images")
     val_subset: int | None = _opt(None, "use only the first N validation images")
-    img_size: int | None = _opt(None, "resize every image to SIZE x SIZE (FOFA needs it; default: the synthetic "
-                                      "images' side for shapes, --min-size/--max-size for coco)")
+    img_size: int | None = _opt(None, "resize every image to SIZE x SIZE (default: the synthetic images' side for "
+                                      "shapes, --min-size/--max-size for coco)")
     min_size: int = _opt(800, "shorter image side after resizing, without --img-size")
     max_size: int = _opt(1333, "longest image side after resizing, without --img-size")
     # detectors

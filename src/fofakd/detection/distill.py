@@ -1,8 +1,10 @@
 """Distilling Faster R-CNN detectors (fofa-method.md section 9): features on the FPN levels, KD on ROI logits.
 
 Teacher and student see the same resized batch; the teacher's ROI head classifies the proposals the student sampled,
-so KD and the prompt regulariser compare logits of the same boxes. FOFA needs a fixed input size (build both
-detectors with `fixed_size=(S, S)`), because its region patchify and aligners are sized to the FPN grids.
+so KD and the prompt regulariser compare logits of the same boxes. FOFA's region patchify and aligners are built
+for the FPN grids of a reference image: the fixed size when the detectors have one, else a `min_size` square.
+Batches of other sizes (torchvision keeps the aspect ratio) are resampled to those grids on the way in, and the
+aligners write each level at the batch's own size.
 """
 from __future__ import annotations
 
@@ -31,12 +33,13 @@ def roi_class_logits(detector: FasterRCNN, features: dict, proposals: list, imag
     return heads.box_predictor(heads.box_head(heads.box_roi_pool(features, proposals, image_sizes)))[0]
 
 
-def _fixed_size(detector: FasterRCNN) -> tuple[int, int]:
-    size = getattr(detector.transform, "fixed_size", None)
-    if size is None:
-        raise FofakdError("FOFA on detectors needs a fixed input size; pass --img-size S (in Python: build both "
-                          "detectors with fixed_size=(S, S)).")
-    return tuple(size)
+def reference_size(detector: FasterRCNN) -> tuple[int, int]:
+    """The image size FOFA's modules are built for: the detector's fixed size, else a square of its `min_size`."""
+    transform = detector.transform
+    if getattr(transform, "fixed_size", None) is not None:
+        return tuple(transform.fixed_size)
+    side = transform.min_size[-1] if isinstance(transform.min_size, (tuple, list)) else transform.min_size
+    return (int(side), int(side))
 
 
 def _stage_module(body: nn.Module, name: str) -> str:
@@ -51,12 +54,13 @@ def _stage_module(body: nn.Module, name: str) -> str:
 
 
 @torch.no_grad()
-def teacher_backbone_stages(detector: FasterRCNN) -> ModelStages:
-    """The teacher body's last four stages as FOFA stages: input (for the prompt) and FPN level (the output)."""
+def teacher_backbone_stages(detector: FasterRCNN) -> tuple[ModelStages, list[tuple[int, int, int]]]:
+    """The teacher body's last four stages as FOFA stages (input: where the prompt goes; output: the FPN level), and
+    the shapes (C, H, W) of all its FPN levels, from one pass over a reference-size image."""
     backbone = detector.backbone
     if not isinstance(backbone, TimmFPNBackbone):
         raise FofakdError("FOFA's prompts need a timm backbone in the teacher; build it with a timm model name.")
-    size = _fixed_size(detector)
+    size = reference_size(detector)
     names = [_stage_module(backbone.body, n) for n in backbone.body.feature_info.module_name()[-4:]]
     inputs: dict[str, tuple[int, ...]] = {}
 
@@ -82,7 +86,7 @@ def teacher_backbone_stages(detector: FasterRCNN) -> ModelStages:
         stages.append(StageInfo(index=i, module=name, start_module=name, channels=levels[i].shape[1],
                                 grid=tuple(levels[i].shape[2:]), form="map", input_layout=layout,
                                 input_channels=channels, input_grid=tuple(grid)))
-    return ModelStages(tuple(stages), (3, *size), 0)
+    return ModelStages(tuple(stages), (3, *size), 0), [tuple(f.shape[1:]) for f in levels]
 
 
 class DetectionDistiller(nn.Module):
@@ -122,17 +126,16 @@ class DetectionDistiller(nn.Module):
             if not all(same):
                 raise FofakdError("teacher and student detectors must resize and normalise images alike (same "
                                   "min_size, max_size, fixed_size, image_mean and image_std); build them so.")
-        student_levels = self._level_shapes(student) if method in ("fitnet", "fofa") else []
-        teacher_levels = self._level_shapes(teacher) if method in ("fitnet", "fofa") else []
         if method == "fitnet":
-            self.projectors = nn.ModuleList(nn.Conv2d(s[0], t[0], kernel_size=1) for s, t in
-                                            zip(student_levels, teacher_levels))
+            self.projectors = nn.ModuleList(nn.Conv2d(s, t, kernel_size=1) for s, t in
+                                            zip(self._level_channels(student), self._level_channels(teacher)))
         if method == "fofa":
+            self.teacher_stages, teacher_levels = teacher_backbone_stages(teacher)
+            student_levels = self._level_shapes(student)
             self.raa = RegionAwareAttention([s[0] for s in student_levels], [s[1:] for s in student_levels],
                                             num_queries=num_queries, dim=dim, num_heads=heads)
             side = self.raa.regions_per_side
             self.aligners = nn.ModuleList(RegionsToMap(dim, side, t[0], t[1:]) for t in teacher_levels)
-            self.teacher_stages = teacher_backbone_stages(teacher)
             self.prompts = nn.ModuleList(AdaptiveFeedbackPrompt(s, se_mode, use_feedback)
                                          for s in self.teacher_stages)
             self.prompt_hooks = StageInputHooks(teacher.backbone.body, self.teacher_stages,
@@ -141,11 +144,16 @@ class DetectionDistiller(nn.Module):
     @staticmethod
     @torch.no_grad()
     def _level_shapes(detector: FasterRCNN) -> list[tuple[int, int, int]]:
-        size = _fixed_size(detector)
+        """(C, H, W) of each FPN level for a reference-size image."""
         was_training = detector.backbone.training
-        levels = detector.backbone.eval()(torch.zeros(1, 3, *size))
+        levels = detector.backbone.eval()(torch.zeros(1, 3, *reference_size(detector)))
         detector.backbone.train(was_training)
         return [tuple(f.shape[1:]) for f in levels.values()]
+
+    @staticmethod
+    def _level_channels(detector: FasterRCNN) -> list[int]:
+        """Channels of each FPN level (the FPN's width, on all five levels)."""
+        return [detector.backbone.out_channels] * 5
 
     def train(self, mode: bool = True) -> "DetectionDistiller":
         super().train(mode)
@@ -197,8 +205,8 @@ class DetectionDistiller(nn.Module):
             with self.prompt_hooks.active():
                 prompted = teacher.backbone(batch.tensors)
             prompted_logits = roi_class_logits(teacher, prompted, proposals, batch.image_sizes)
-            aligned = [a(r) for a, r in zip(self.aligners, self.raa(levels))]
             targets = list(prompted.values())
+            aligned = [a(r, t.shape[-2:]) for a, r, t in zip(self.aligners, self.raa(levels), targets)]
             parts["loss_fd"] = (self.fd_weight, sum(hcl_loss(a, t, tuple(t.shape[-2:])) for a, t in
                                                     zip(aligned, targets)))
             parts["loss_reg"] = (self.reg_weight, kl_divergence(teacher_logits, prompted_logits))

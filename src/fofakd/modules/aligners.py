@@ -20,11 +20,13 @@ class RegionsToMap(nn.Module):
         self.proj = nn.Conv2d(dim, out_channels, kernel_size=1, bias=False)
         init_weights(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """`size` overrides the output grid (a detector's FPN level at this batch's image size)."""
         batch, _, dim = x.shape
         x = x.transpose(1, 2).reshape(batch, dim, self.side, self.side)
-        if self.out_grid != (self.side, self.side):
-            x = F.interpolate(x, size=self.out_grid, mode="nearest")
+        size = tuple(size) if size is not None else self.out_grid
+        if size != (self.side, self.side):
+            x = F.interpolate(x, size=size, mode="nearest")
         return self.proj(self.norm(x))
 
 

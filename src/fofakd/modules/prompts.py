@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import FofakdError
@@ -102,6 +103,8 @@ class AdaptiveFeedbackPrompt(nn.Module):
         fused = x
         if feedback is not None:
             feedback = self.feedback_aligner(feedback.to(x.dtype))
+            if feedback.shape[-2:] != x.shape[-2:]:  # a detector's batch of another image size than the last
+                feedback = F.interpolate(feedback, size=x.shape[-2:], mode="nearest")
             fused = self.fusion(torch.cat([x, feedback], dim=1))
         return x + self.beta.to(x.dtype) * self.prompt(fused)
 

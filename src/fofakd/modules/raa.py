@@ -34,13 +34,17 @@ class RegionPatchify(nn.Module):
     def __init__(self, channels: int, grid: tuple[int, int], regions_per_side: int, dim: int):
         super().__init__()
         g = regions_per_side
+        self.grid = tuple(grid)
         self.patch = (math.ceil(grid[0] / g), math.ceil(grid[1] / g))
         self.size = (self.patch[0] * g, self.patch[1] * g)
         self.needs_resize = tuple(grid) != self.size
         self.proj = nn.Conv2d(channels, dim, kernel_size=self.patch, stride=self.patch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.needs_resize:
+        if tuple(x.shape[-2:]) != self.grid:
+            # A map of another size than the one built for (detectors on variable image sizes) is resampled.
+            x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False)
+        elif self.needs_resize:
             x = F.interpolate(x, size=self.size, mode="nearest")
         return self.proj(x).flatten(2).transpose(1, 2)
 
