@@ -25,7 +25,6 @@ from pathlib import Path
 import torch
 
 import fofakd
-from fofakd.features.layout import to_map
 from fofakd.features.stages import forward_stages
 from fofakd.methods.losses import hcl_loss
 

@@ -1,5 +1,4 @@
 """Loaders: validation carving, sharding, seeded augmentation, mixup targets, image folders."""
-import pytest
 import torch
 from PIL import Image
 

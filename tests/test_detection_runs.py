@@ -100,6 +100,20 @@ def test_detection_mistakes_get_one_clear_line(tiny, teacher_run, tmp_path, caps
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1 and not out.exists()
 
 
+def test_detection_configs_take_detection_options_only(tmp_path, capsys):
+    from fofakd.detection.config import DetectionConfig
+    from fofakd.engine.config import build_config
+
+    config = tmp_path / "det.yaml"
+    config.write_text("model: resnet10t\nimg_size: 320\ndetector_options: {fpn_channels: 64}\n")
+    cfg = build_config({"epochs": 3}, config, schema=DetectionConfig)
+    assert (cfg.model, cfg.epochs, cfg.opt, cfg.detector_options) == ("resnet10t", 3, "sgd", {"fpn_channels": 64})
+    assert cfg.input_size() == {"min_size": 320, "max_size": 320, "fixed_size": (320, 320)}
+    config.write_text("model: resnet10t\nmixup: 0.8\n")  # a classification option
+    assert main(["detect", "train", "--config", str(config), "--out", str(tmp_path / "x")]) == 2
+    assert "config key 'mixup' is not an option" in capsys.readouterr().err
+
+
 def test_coco_data_needs_its_folder(tmp_path, capsys):
     assert main(["detect", "train", "--model", "resnet10t", "--data", "coco", "--out", str(tmp_path / "x")]) == 2
     assert "--data coco needs --data-dir" in capsys.readouterr().err

@@ -59,9 +59,9 @@ def split_files(root: Path, split: str) -> tuple[Path, Path]:
     """(image folder, annotation file) of a split in either supported COCO-format layout."""
     layouts = [(root / split, root / "annotations" / f"instances_{split}.json"),
                (root / split / "images", root / split / "annotations.json")]
-    for images, annotations in layouts:
-        if images.is_dir() and annotations.is_file():
-            return images, annotations
+    for images, annotation_file in layouts:
+        if images.is_dir() and annotation_file.is_file():
+            return images, annotation_file
     raise FofakdError(f"'{root}' has no '{split}' split: expected {layouts[0][1].relative_to(root)} with "
                       f"{split}/, or {split}/annotations.json with {split}/images/; pass --data-dir and the split "
                       "names (--train-split, --val-split).")

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from ..data import build_data
 from ..errors import FofakdError, RunInterrupted
-from ..methods import Distiller, build_distiller
+from ..methods import build_distiller
 from .builder import build_optimizer, build_run_models, build_scheduler
 from .checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
 from .config import TrainingConfig
