@@ -4,10 +4,8 @@ The public names are imported on first use, so `fofakd --help` does not wait for
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from .errors import FofakdError
+from .lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -25,11 +23,4 @@ _LAZY = {
 }
 
 __all__ = ["FofakdError", "__version__", *_LAZY]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'fofakd' has no attribute '{name}'")
+__getattr__ = lazy_exports(__name__, _LAZY, globals())

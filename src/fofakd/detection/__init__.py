@@ -5,8 +5,7 @@ The public names are imported on first use, so the command line starts without l
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..lazy import lazy_exports
 
 _LAZY = {
     "CocoDetection": "fofakd.detection.coco",
@@ -20,11 +19,4 @@ _LAZY = {
 }
 
 __all__ = list(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'fofakd.detection' has no attribute '{name}'")
+__getattr__ = lazy_exports(__name__, _LAZY, globals())
