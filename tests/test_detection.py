@@ -157,6 +157,28 @@ def test_detection_baselines_add_their_loss(tmp_path, method):
     assert all(p.grad is None for p in distiller.teacher.parameters())
 
 
+def test_detection_fofa_prompts_a_channels_last_swin_teacher(tmp_path):
+    from fofakd.detection.distill import DetectionDistiller
+
+    torch.manual_seed(0)
+    images, targets = _batch(tmp_path)
+    # The paper's teacher family: Swin's stages take (B, H, W, C) inputs; 64 px gives 16/8/4/2 grids, window 2.
+    teacher = build_detector("swin_nano_patch4_window7_224", 4, min_size=64, max_size=64, fixed_size=(64, 64),
+                             fpn_channels=32, representation_size=64, rpn_post_nms_top_n_train=100,
+                             box_batch_size_per_image=32, backbone_kwargs={"img_size": 64, "window_size": 2})
+    distiller = DetectionDistiller(_tiny("resnet10t"), teacher, "fofa", dim=32, heads=4).train()
+    assert [s.input_layout for s in distiller.teacher_stages] == ["NHWC"] * 4
+    optimizer = torch.optim.SGD(distiller.trainable_parameters(), lr=0.1)
+    for _ in range(2):
+        out = distiller(images, targets)
+        optimizer.zero_grad()
+        out["loss"].backward()
+        optimizer.step()
+    assert all(p.grad is None for p in teacher.parameters())
+    assert [tuple(p.feedback.shape) for p in distiller.prompts] == [(2, 32, 64 // s, 64 // s) for s in (4, 8, 16, 32)]
+    assert out["loss_reg"].item() > 0, "the prompts inside the Swin stages changed its ROI logits"
+
+
 def test_detection_fofa_takes_batches_of_changing_image_size(tmp_path):
     from fofakd.detection.distill import DetectionDistiller
 

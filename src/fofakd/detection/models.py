@@ -14,6 +14,7 @@ from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from ..errors import FofakdError
+from ..models import factory  # noqa: F401 -- registers fofakd's timm variants (Swin-Nano/Pico, small-image nets)
 
 TORCHVISION_PREFIX = "tv/"
 
