@@ -73,5 +73,5 @@ def add_detect_parser(sub: argparse._SubParsersAction) -> None:
 
     demo = commands.add_parser("demo", help="distil a ResNet-18 Faster R-CNN into a ResNet-10 one on synthetic shapes")
     demo.add_argument("--out", default="demo-detection", help="output directory (default: demo-detection)")
-    demo.add_argument("--quick", action="store_true", help="fewer images and epochs (about 8 minutes)")
+    demo.add_argument("--quick", action="store_true", help="fewer images and epochs (about 10 minutes)")
     demo.set_defaults(func=_cmd_demo)
