@@ -20,12 +20,9 @@ SIZE_KEYS = ("min_size", "max_size", "fixed_size")
 def detector_from_spec(spec: dict[str, Any], weights: str | Path | None = None, reset_head: bool = False,
                        pretrained: bool = False) -> FasterRCNN:
     """Build the detector a spec describes (see `detection_spec`) and load `weights` into it."""
-    options = dict(spec["detector"])
-    if options.get("fixed_size") is not None:
-        options["fixed_size"] = tuple(options["fixed_size"])  # JSON turns the tuple into a list
     try:
         detector = build_detector(spec["model"], spec["num_classes"], pretrained_backbone=pretrained,
-                                  backbone_kwargs=spec.get("kwargs"), **options)
+                                  backbone_kwargs=spec.get("kwargs"), **spec["detector"])
     except TypeError as err:
         raise FofakdError(f"detector option not understood ({err}); see torchvision's FasterRCNN arguments, "
                           "fpn_channels and representation_size.") from None

@@ -26,28 +26,22 @@ class DetectionData:
     categories: list[dict[str, Any]]
     val_coco: Any
     val_image_ids: list[int]
-    train_size: int
     root: Path
 
 
 class DetectionLoader:
     """A DataLoader of detection batches whose images and targets are moved to the run's device.
 
-    Shuffling is reseeded per epoch (`set_epoch`), so a resumed run sees the batches an uninterrupted one would.
+    Its `sampler` and `generator` are the DataLoader's, so the Trainer reseeds the shuffling per epoch as it does for
+    a plain DataLoader, and a resumed run sees the batches an uninterrupted one would.
     """
 
-    def __init__(self, loader: DataLoader, device: torch.device | str, seed: int = 0):
-        self.loader, self.device, self.seed = loader, torch.device(device), seed
+    def __init__(self, loader: DataLoader, device: torch.device | str):
+        self.loader, self.device = loader, torch.device(device)
+        self.sampler, self.generator = loader.sampler, loader.generator
 
     def __len__(self) -> int:
         return len(self.loader)
-
-    def set_epoch(self, epoch: int) -> None:
-        sampler = self.loader.sampler
-        if isinstance(sampler, DistributedSampler):
-            sampler.set_epoch(epoch)
-        elif self.loader.generator is not None:
-            self.loader.generator.manual_seed(self.seed * 1000 + epoch)
 
     def __iter__(self) -> Iterator[tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]]:
         for images, targets in self.loader:
@@ -134,7 +128,7 @@ def build_detection_data(cfg: DetectionConfig, rank: int = 0, world_size: int = 
         generator = torch.Generator().manual_seed(cfg.seed)
         train_loader = DataLoader(train, cfg.batch_size, shuffle=True, generator=generator, **common)
     return DetectionData(
-        train=DetectionLoader(train_loader, device, cfg.seed), val=eval_loader(val, cfg, device, rank, world_size),
+        train=DetectionLoader(train_loader, device), val=eval_loader(val, cfg, device, rank, world_size),
         num_classes=val_set.num_classes, categories=[val_set.coco.cats[c] for c in val_set.category_ids],
-        val_coco=val_set.coco, val_image_ids=val_ids, train_size=len(train), root=root,
+        val_coco=val_set.coco, val_image_ids=val_ids, root=root,
     )

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torchvision.models.detection import FasterRCNN
 
+from ..engine.export import onnxruntime_module
 from ..errors import FofakdError
 
 
@@ -14,10 +15,7 @@ def export_detector(model: FasterRCNN, spec: dict[str, Any], fmt: str, out: Path
     """Write `model` as ONNX (one image in, boxes, labels and scores out) and compare it with PyTorch."""
     if fmt != "onnx":
         raise FofakdError(f"detectors export to onnx or safetensors, not {fmt}; pass --format onnx.")
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise FofakdError("ONNX export needs onnx and onnxruntime; install fofakd[export].") from None
+    ort = onnxruntime_module()
     size = spec["detector"].get("fixed_size") or [spec["detector"]["min_size"]] * 2
     generator = torch.Generator().manual_seed(0)
     traced_on, checked_on = (torch.rand(3, *size, generator=generator) for _ in range(2))

@@ -88,7 +88,7 @@ def build_detector(backbone: str, num_classes: int, min_size: int = 800, max_siz
         backbone_kwargs: Extra `timm.create_model` arguments.
         **detector_kwargs: torchvision `FasterRCNN` options (e.g. box_batch_size_per_image).
     """
-    if detector_kwargs.get("fixed_size") is not None:
+    if detector_kwargs.get("fixed_size") is not None:  # a JSON spec gives a list; the transforms compare tuples
         detector_kwargs["fixed_size"] = tuple(detector_kwargs["fixed_size"])
     body = build_backbone(backbone, fpn_channels, pretrained_backbone, **(backbone_kwargs or {}))
     anchors = AnchorGenerator(default_anchor_sizes(min_size), ((0.5, 1.0, 2.0),) * 5)

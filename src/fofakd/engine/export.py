@@ -4,6 +4,7 @@ from __future__ import annotations
 import shutil
 import warnings
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -59,6 +60,9 @@ def _export(checkpoint: str | Path, fmt: str, out: str | Path) -> dict[str, Any]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"format": fmt, "out": str(out), "model": spec["model"]}
+    detector = spec.get("task") == "detection"
+    if not detector:
+        report["input_shape"] = [None, spec["in_chans"], spec["img_size"], spec["img_size"]]
     if fmt == "safetensors":
         from .run_dir import save_student
 
@@ -69,12 +73,11 @@ def _export(checkpoint: str | Path, fmt: str, out: str | Path) -> dict[str, Any]
         shutil.move(str(tmp / "student.json"), out.with_suffix(".json"))
         tmp.rmdir()
         return report
-    if spec.get("task") == "detection":
+    if detector:
         from ..detection.export import export_detector
 
         return {**report, **export_detector(model, spec, fmt, out)}
     example = torch.randn(2, spec["in_chans"], spec["img_size"], spec["img_size"])
-    report["input_shape"] = [None, spec["in_chans"], spec["img_size"], spec["img_size"]]
     expected = model(example)
     if fmt == "torchscript":
         traced = torch.jit.trace(model, example)
@@ -86,11 +89,17 @@ def _export(checkpoint: str | Path, fmt: str, out: str | Path) -> dict[str, Any]
     return report
 
 
-def _export_onnx(model: nn.Module, example: torch.Tensor, out: Path):
+def onnxruntime_module() -> ModuleType:
+    """onnxruntime, or a clear error naming the extra that installs it."""
     try:
-        import onnxruntime as ort
+        import onnxruntime
     except ImportError:
         raise FofakdError("ONNX export needs onnx and onnxruntime; install fofakd[export].") from None
+    return onnxruntime
+
+
+def _export_onnx(model: nn.Module, example: torch.Tensor, out: Path):
+    ort = onnxruntime_module()
     torch.onnx.export(model, (example,), str(out), input_names=["images"], output_names=["logits"],
                       dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])

@@ -50,6 +50,7 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
 
+        self.method = "scratch" if command == "train" else cfg.method
         self._build_parts()
         if cfg.channels_last:
             self.distiller.to(memory_format=torch.channels_last)
@@ -89,11 +90,10 @@ class Trainer:
     score_key = "val_top1"  # the validation metric that picks checkpoints/best.pt (higher is better)
 
     def _build_parts(self) -> None:
-        """Data, models and the method: sets `data`, `distiller`, `spec` (the student's rebuild recipe), `method`."""
+        """Data, models and `method`'s distiller: sets `data`, `distiller` and `spec` (the student's rebuild recipe)."""
         cfg = self.cfg
         self.data = build_data(cfg, self.info.rank, self.info.world_size, self.device)
         teacher, student, self.spec = build_run_models(cfg, self.command, self.data)
-        self.method = "scratch" if self.command == "train" else cfg.method
         options = {"label_smoothing": cfg.smoothing, **cfg.method_options}
         input_size = (self.data.in_chans, self.data.img_size, self.data.img_size)
         self.distiller = build_distiller(self.method, teacher=teacher, student=student,
