@@ -1,270 +1,240 @@
-"""Accuracy of every method on heterogeneous pairs in a low-data Fashion-MNIST regime, and FOFA's ablations.
+"""Accuracy of every method on heterogeneous pairs in a representative low-data regime, and FOFA's investigation.
 
-Usage: python benchmarks/accuracy.py [--seeds 3] [--work DIR] [--out benchmarks/results]
+Usage: python benchmarks/accuracy.py [--seeds 3] [--threads N] [--retrain-teachers] [--only-teachers]
 
-Students see the first 10k images of the training split, validation is 2k images held out of that split, and
-test accuracy is measured on the full 10k test set. Each teacher family (CNN, ViT, MLP-Mixer) is trained once on
-the same 10k images for longer than the students and cached. Every (pair, method, seed) is one `fofakd distill`
-run through the public API; finished runs are skipped, so an interrupted benchmark resumes where it stopped.
+The regime (Fashion-MNIST at 32 px; each condition is checked and reported):
+- Teachers train on the full 60k training split and are shipped as safetensors under benchmarks/teachers/ with
+  the command that made them, their test top-1 and a SHA-256; a rerun uses them unless --retrain-teachers.
+- Students see 5k training images (a low-data subset) for at least 1,000 optimiser steps; validation is 2k images
+  carved from the training split with the seed; test is the full 10k test split.
+- No degenerate geometry: every teacher stage map is at least 2x2 and the first at least 7x7 (CNN teachers use
+  output stride 16), and every token student sees an 8x8 grid (4-px patches).
 
-Models are sized for 2 CPU cores at 28 px: 7x7 patches (16 tokens) for the ViT and Mixer, a half-width
-resnet10t as the CNN teacher and a quarter-width one as the CNN student. The FOFA ablation ladder and its
-variants run on CNN -> ViT; defaults are chosen by mean validation top-1 (the test set is only reported).
+Every finished run is appended to benchmarks/results/accuracy_runs.jsonl (keyed by the regime's settings), so an
+interrupted benchmark resumes where it stopped, on this machine or a fresh clone; a run cut short mid-way resumes
+from its own checkpoint when its work folder is still there. The report is written from the records.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
+import math
 import os
-import platform
-import statistics
+import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import torch
+HERE = Path(__file__).parent
+TEACHER_DIR = HERE / "teachers"
+RESULTS = HERE / "results"
+RECORDS = RESULTS / "accuracy_runs.jsonl"
 
-from fofakd.engine.config import build_config
-from fofakd.engine.trainer import run
-
+IMG_SIZE = 32
 TEACHERS = {
-    "CNN": {"name": "resnet10t", "kwargs": {"channels": [32, 64, 128, 256], "stem_width": 16}},
-    "ViT": {"name": "vit_tiny_patch16_224",
-            "kwargs": {"patch_size": 7, "embed_dim": 128, "depth": 6, "num_heads": 4}},
-    "Mixer": {"name": "mixer_s4_32", "kwargs": {"patch_size": 7, "embed_dim": 192, "num_blocks": 6}},
+    "ResNet": {"model": "resnet10t", "epochs": 20,
+               "kwargs": {"channels": [32, 64, 128, 256], "stem_width": 16, "output_stride": 16}},
+    "ConvNeXt": {"model": "convnext_atto", "epochs": 12, "kwargs": {"output_stride": 16}},
+    "ViT": {"model": "vit_tiny_patch16_224", "epochs": 15,
+            "kwargs": {"patch_size": 4, "embed_dim": 128, "depth": 6, "num_heads": 4}},
 }
 STUDENTS = {
-    "CNN": {"name": "resnet10t", "kwargs": {"channels": [16, 32, 64, 128], "stem_width": 8}},
-    "ViT": {"name": "vit_tiny_patch16_224", "kwargs": {"patch_size": 7, "embed_dim": 96, "depth": 4, "num_heads": 3}},
-    "Mixer": {"name": "mixer_s4_32", "kwargs": {"patch_size": 7, "embed_dim": 128, "num_blocks": 4}},
+    "CNN": {"model": "resnet10t", "kwargs": {"channels": [16, 32, 64, 128], "stem_width": 8}},
+    "ViT": {"model": "vit_tiny_patch16_224", "kwargs": {"patch_size": 4, "embed_dim": 96, "depth": 4, "num_heads": 3}},
+    "MLP": {"model": "mixer_s4_32", "kwargs": {"patch_size": 4, "embed_dim": 128, "num_blocks": 4}},
 }
-PAIRS = [("CNN", "ViT"), ("CNN", "Mixer"), ("ViT", "CNN"), ("Mixer", "CNN")]
+PAIRS = [("ResNet", "ViT"), ("ResNet", "MLP"), ("ViT", "CNN"), ("ConvNeXt", "ViT")]
+TEACHER_RECIPE = {"data": "fashion-mnist", "img_size": IMG_SIZE, "val_fraction": 0.0, "batch_size": 128,
+                  "opt": "adamw", "lr": 2e-3, "weight_decay": 0.05, "warmup_epochs": 1, "smoothing": 0.1,
+                  "eval_batch_size": 500, "seed": 0}
+TRAIN_IMAGES, MIN_STEPS = 5000, 1000
+STUDENT_RECIPE = {"data": "fashion-mnist", "img_size": IMG_SIZE, "val_fraction": 0.1, "val_subset": 2000,
+                  "train_subset": TRAIN_IMAGES, "batch_size": 64, "opt": "adamw", "lr": 1e-3, "weight_decay": 0.05,
+                  "warmup_epochs": 1, "smoothing": 0.1, "eval_batch_size": 500}
+STEPS_PER_EPOCH = math.ceil(TRAIN_IMAGES / STUDENT_RECIPE["batch_size"])
+EPOCHS = math.ceil(MIN_STEPS / STEPS_PER_EPOCH)
 FOFA = {"dim": 128}  # RAA width scaled to the small students (the paper's 512 suits 224 px)
 METHODS = {"scratch": {}, "kd": {}, "dkd": {}, "dist": {}, "fitnet": {}, "ofa": {}, "fofa": FOFA}
-ABLATION_PAIR = ("CNN", "ViT")
-ABLATIONS = {
-    "features only (no RAA, no AFP)": {**FOFA, "use_raa": False, "afp_stages": []},
+INVESTIGATION_PAIR = ("ResNet", "ViT")
+LADDER = ["features only", "+ RAA", "+ AFP without feedback", "full FOFA"]
+VARIANTS = {
+    "features only": {**FOFA, "use_raa": False, "afp_stages": []},
     "+ RAA": {**FOFA, "afp_stages": []},
     "+ AFP without feedback": {**FOFA, "use_feedback": False},
     "full FOFA": FOFA,
-    "full FOFA, se_mode=gate": {**FOFA, "se_mode": "gate"},
-    "full FOFA, pos_embed=reference": {**FOFA, "pos_embed": "reference"},
+    "fd_weight=0.3": {**FOFA, "fd_weight": 0.3},
+    "fd_weight=0.1": {**FOFA, "fd_weight": 0.1},
+    "fd warm-up (first 30% of steps)": {**FOFA, "fd_warmup_steps": round(0.3 * EPOCHS * STEPS_PER_EPOCH)},
+    "init=reference": {**FOFA, "init": "reference"},
+    "pos_embed=reference": {**FOFA, "pos_embed": "reference"},
+    "se_mode=gate": {**FOFA, "se_mode": "gate"},
+    "target_norm=layer": {**FOFA, "target_norm": "layer"},
 }
-DATA = {"train_subset": 10000, "val_subset": 2000, "val_fraction": 0.1}
-RECIPE = {"batch_size": 128, "opt": "adamw", "lr": 2e-3, "weight_decay": 0.05, "smoothing": 0.1,
-          "eval_batch_size": 500}
 
 
-def settings(args: argparse.Namespace) -> dict[str, Any]:
-    """Everything that changes a run's result; its hash names the work folder so stale runs are never reused."""
-    return {"teachers": TEACHERS, "students": STUDENTS, "data": DATA, "recipe": RECIPE,
-            "teacher_epochs": args.teacher_epochs, "epochs": args.epochs}
+def regime() -> dict[str, Any]:
+    """Everything that changes a run's result; its hash keys the records, so a changed regime reruns."""
+    return {"teachers": TEACHERS, "teacher_recipe": TEACHER_RECIPE, "students": STUDENTS,
+            "student_recipe": STUDENT_RECIPE, "epochs": EPOCHS}
 
 
-def train_teacher(kind: str, work: Path, args: argparse.Namespace) -> Path:
+def regime_hash() -> str:
+    return hashlib.sha1(json.dumps(regime(), sort_keys=True).encode()).hexdigest()[:10]
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def teacher_command(kind: str, out: str) -> str:
+    spec, r = TEACHERS[kind], TEACHER_RECIPE
+    kwargs = " ".join(f"{k}={json.dumps(v).replace(' ', '')}" for k, v in spec["kwargs"].items())
+    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in r.items())
+    return f"fofakd train --model {spec['model']} --model-kwargs {kwargs} --epochs {spec['epochs']} {flags} --out {out}"
+
+
+def ensure_teacher(kind: str, work: Path, retrain: bool) -> Path:
+    """The shipped weights of teacher `kind`, trained (and shipped) first when missing or when asked."""
+    from fofakd.engine.config import build_config
+    from fofakd.engine.trainer import run
+
+    index_path = TEACHER_DIR / "teachers.json"
+    index = json.loads(index_path.read_text()) if index_path.is_file() else {}
+    weights = TEACHER_DIR / f"{kind}.safetensors"
+    entry = index.get(kind)
+    fresh = entry and weights.is_file() and entry["model"] == TEACHERS[kind]["model"] \
+        and entry["kwargs"] == TEACHERS[kind]["kwargs"] and entry["epochs"] == TEACHERS[kind]["epochs"]
+    if fresh and not retrain:
+        if sha256(weights) != entry["sha256"]:
+            sys.exit(f"{weights} does not match the SHA-256 in {index_path}; restore it or pass --retrain-teachers.")
+        return weights
     folder = work / "teachers" / kind
-    if not (folder / "summary.json").is_file():
-        spec = TEACHERS[kind]
-        run(build_config({**DATA, **RECIPE, "model": spec["name"], "model_kwargs": spec["kwargs"], "seed": 0,
-                          "epochs": args.teacher_epochs, "out": str(folder), "overwrite": True}), "train")
-    return folder
+    spec = TEACHERS[kind]
+    run(build_config({**TEACHER_RECIPE, "model": spec["model"], "model_kwargs": spec["kwargs"],
+                      "epochs": spec["epochs"], "out": str(folder), "overwrite": True}), "train")
+    return ship_teacher(kind, folder)
 
 
-def distil(pair: tuple[str, str], method: str, options: dict, seed: int, folder: Path, work: Path,
-           args: argparse.Namespace) -> dict[str, Any]:
-    if not (folder / "summary.json").is_file():
-        spec = STUDENTS[pair[1]]
-        run(build_config({**DATA, **RECIPE, "student": spec["name"], "student_kwargs": spec["kwargs"],
-                          "teacher_checkpoint": str(work / "teachers" / pair[0]), "method": method,
-                          "method_options": options, "seed": seed, "epochs": args.epochs, "out": str(folder),
-                          "overwrite": True}), "distill")
-    summary = json.loads((folder / "summary.json").read_text())
-    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return {"seed": seed, "test_top1": summary["test_top1"], "val_top1": rows[-1]["val_top1"],
-            "train_time_s": summary["train_time_s"], "extra_parameters": summary.get("extra_parameters", 0)}
+def ship_teacher(kind: str, folder: Path) -> Path:
+    """Copy a finished teacher run's weights to benchmarks/teachers/ and record how they were made."""
+    spec, summary = TEACHERS[kind], json.loads((folder / "summary.json").read_text())
+    index_path = TEACHER_DIR / "teachers.json"
+    index = json.loads(index_path.read_text()) if index_path.is_file() else {}
+    weights = TEACHER_DIR / f"{kind}.safetensors"
+    TEACHER_DIR.mkdir(exist_ok=True)
+    shutil.copyfile(folder / "student.safetensors", weights)
+    index[kind] = {**{k: spec[k] for k in ("model", "kwargs", "epochs")}, "recipe": TEACHER_RECIPE,
+                   "command": teacher_command(kind, f"runs/teachers/{kind}"), "test_top1": summary["test_top1"],
+                   "train_time_s": summary["train_time_s"], "sha256": sha256(weights)}
+    index_path.write_text(json.dumps(index, indent=2) + "\n")
+    return weights
 
 
-def ablation_folder(work: Path, name: str, seed: int) -> Path:
-    """Full FOFA shares the main table's runs; every other ablation has its own folder."""
-    if ABLATIONS[name] is FOFA:
-        return work / f"{ABLATION_PAIR[0]}-{ABLATION_PAIR[1]}" / "fofa" / f"seed{seed}"
-    slug = "".join(c if c.isalnum() else "_" for c in name).strip("_")
-    return work / "ablations" / slug / f"seed{seed}"
+def geometry() -> dict[str, Any]:
+    """Every stage grid of every teacher and student at the benchmark's input size, and whether the regime holds."""
+    import fofakd
+    from fofakd.features.stages import discover_stages
 
+    def grids(spec: dict[str, Any]) -> tuple[list[list[int]], str]:
+        model = fofakd.create_model(spec["model"], num_classes=10, in_chans=1, img_size=IMG_SIZE, **spec["kwargs"])
+        stages = discover_stages(model, (1, IMG_SIZE, IMG_SIZE))
+        return [list(s.grid) for s in stages], stages[0].form
 
-def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    def stats(key: str) -> tuple[float, float]:
-        values = [r[key] for r in runs]
-        return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-    (test, test_sd), (val, val_sd) = stats("test_top1"), stats("val_top1")
-    return {"test_mean": test, "test_std": test_sd, "val_mean": val, "val_std": val_sd,
-            "train_time_s": statistics.mean(r["train_time_s"] for r in runs),
-            "extra_parameters": runs[0]["extra_parameters"], "runs": runs}
-
-
-def pair_name(pair: tuple[str, str]) -> str:
-    return f"{pair[0]} -> {pair[1]}"
-
-
-def cell(row: dict[str, Any]) -> str:
-    return f"{row['test_mean']:.2f} ± {row['test_std']:.2f}"
-
-
-def markdown(results: dict[str, Any]) -> str:
-    teachers = results["teachers"]
-    lines = ["# Accuracy on heterogeneous pairs (Fashion-MNIST, low-data regime)", "",
-             f"Command: `{results['command']}`  ", f"Machine: {results['machine']}  ",
-             f"Wall time: {results['wall_time_s'] / 60:.0f} min from the first teacher's start to the last run's end "
-             f"({results['runs']} runs).", "",
-             "Students train on 10k training images for "
-             f"{results['settings']['epochs']} epochs; teachers on the same images for "
-             f"{results['settings']['teacher_epochs']} epochs. Test top-1 (%) on the full 10k test set, mean ± "
-             "standard deviation over seeds.", "",
-             "| teacher | model | test top-1 (%) |", "|---|---|---|"]
-    for kind, top1 in teachers.items():
-        lines.append(f"| {kind} | {TEACHERS[kind]['name']} {TEACHERS[kind]['kwargs']} | {top1:.2f} |")
-    lines += ["", "Students: " + "; ".join(f"{k}: {v['name']} {v['kwargs']}" for k, v in STUDENTS.items()) + ".", ""]
-    pairs = list(results["main"])
-    lines += ["| method | " + " | ".join(pairs) + " | mean gain over scratch |",
-              "|---" * (len(pairs) + 2) + "|"]
-    for method in METHODS:
-        gains = [results["main"][p][method]["test_mean"] - results["main"][p]["scratch"]["test_mean"] for p in pairs]
-        lines.append(f"| {method} | " + " | ".join(cell(results["main"][p][method]) for p in pairs)
-                     + f" | {statistics.mean(gains):+.2f} |")
-    lines += ["", f"FOFA ablations on {pair_name(ABLATION_PAIR)}, {results['ablation_seeds']} seeds (validation "
-              "decides defaults; test is reported):", "",
-              "| variant | val top-1 (%) | test top-1 (%) | train time (s) | extra parameters |",
-              "|---|---|---|---|---|"]
-    for name, row in results["ablations"].items():
-        lines.append(f"| {name} | {row['val_mean']:.2f} ± {row['val_std']:.2f} | {cell(row)} | "
-                     f"{row['train_time_s']:.0f} | {row['extra_parameters'] / 1e6:.2f} M |")
-    choices = results["defaults_by_validation"]
-    lines += ["", "Defaults chosen on validation top-1 (a default changes only when the alternative's mean is higher "
-              "by more than the larger standard deviation over seeds): " + "; ".join(
-                  f"`{key}`: **{c['chosen']}** (" + ", ".join(
-                      f"{k} {v:.2f} ± {c['val_std'][k]:.2f}" for k, v in c["val_mean"].items()) + ")"
-                  for key, c in choices.items()) + ".", "",
-        "Notes: fp32 throughout (bf16 autocast measured 10-30x slower on this CPU, which has no native bf16). Each "
-        "seed draws its own 10k training images and validation split (both carved with the seed); the teachers use "
-        "seed 0's. Train times are per run and include other load on the machine during the benchmark. "
-        + results.get("note", ""), "",
-        "![accuracy](accuracy.png)", ""]
-    return "\n".join(lines)
-
-
-def defaults_by_validation(ablations: dict[str, Any]) -> dict[str, Any]:
-    """FOFA's squeeze-excitation and positional-encoding modes, picked on validation top-1.
-
-    The current default (listed first) stays unless the alternative's mean beats it by more than the larger of the
-    two standard deviations over seeds: a smaller gap is within seed noise.
-    """
-    rows = {"se_mode": {"bias": ablations["full FOFA"], "gate": ablations["full FOFA, se_mode=gate"]},
-            "pos_embed": {"fixed": ablations["full FOFA"], "reference": ablations["full FOFA, pos_embed=reference"]}}
-    out = {}
-    for key, modes in rows.items():
-        (current, a), (alternative, b) = modes.items()
-        better = b["val_mean"] - a["val_mean"] > max(a["val_std"], b["val_std"])
-        out[key] = {"val_mean": {m: r["val_mean"] for m, r in modes.items()},
-                    "val_std": {m: r["val_std"] for m, r in modes.items()},
-                    "chosen": alternative if better else current}
+    out: dict[str, Any] = {"teachers": {}, "students": {}}
+    for kind, spec in TEACHERS.items():
+        g, form = grids(spec)
+        out["teachers"][kind] = {"grids": g, "form": form,
+                                 "ok": min(min(x) for x in g) >= 2 and min(g[0]) >= 7}
+    for kind, spec in STUDENTS.items():
+        g, form = grids(spec)
+        out["students"][kind] = {"grids": g, "form": form, "ok": form != "tokens" or min(min(x) for x in g) >= 7}
     return out
 
 
-def elapsed(work: Path) -> float:
-    """From the first teacher's start to the last run's end, so a resumed benchmark reports its whole span."""
-    starts = [p.stat().st_mtime for p in work.glob("teachers/*/config.yaml")]
-    ends = [p.stat().st_mtime for p in work.rglob("summary.json")]
-    return max(ends) - min(starts)
+def load_records() -> dict[str, dict[str, Any]]:
+    if not RECORDS.is_file():
+        return {}
+    rows = [json.loads(line) for line in RECORDS.read_text().splitlines() if line.strip()]
+    return {r["key"]: r for r in rows if r["regime"] == regime_hash()}
 
 
-def plot(results: dict[str, Any], path: Path) -> None:
-    import matplotlib
+def distil(pair: tuple[str, str], method: str, options: dict, seed: int, label: str, work: Path,
+           records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One distillation run (or its record, when it already finished)."""
+    key = f"{pair[0]}->{pair[1]}|{label}|seed{seed}"
+    if key in records:
+        return records[key]
+    from fofakd.engine.config import build_config
+    from fofakd.engine.trainer import run
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [(pair, results["main"][pair]) for pair in results["main"]]
-    panels.append((f"FOFA ablations, {pair_name(ABLATION_PAIR)}", results["ablations"]))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2))
-    for ax, (title, rows) in zip(axes, panels):
-        names = list(rows)
-        means = [rows[n]["test_mean"] for n in names]
-        ax.bar(range(len(names)), means, yerr=[rows[n]["test_std"] for n in names], capsize=3,
-               color=["#d08c60" if n.startswith(("fofa", "full")) else "#7aa6c2" for n in names])
-        for i, n in enumerate(names):
-            ax.scatter([i] * len(rows[n]["runs"]), [r["test_top1"] for r in rows[n]["runs"]], color="k", s=6,
-                       zorder=3)
-        low = min(r["test_top1"] for n in names for r in rows[n]["runs"])
-        high = max(r["test_top1"] for n in names for r in rows[n]["runs"])
-        ax.set_ylim(low - 2, high + 1.5)
-        ax.set_xticks(range(len(names)), [n.replace(" (", "\n(").replace(", ", "\n") for n in names], rotation=60,
-                      ha="right", fontsize=7)
-        ax.set_title(title, fontsize=9)
-        ax.grid(axis="y", alpha=0.3)
-    axes[0].set_ylabel("test top-1 (%)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    folder = work / regime_hash() / f"{pair[0]}-{pair[1]}" / "".join(c if c.isalnum() else "_" for c in label) \
+        / f"seed{seed}"
+    teacher, student = TEACHERS[pair[0]], STUDENTS[pair[1]]
+    resume = (folder / "checkpoints" / "last.pt").is_file()
+    summary = run(build_config({
+        **STUDENT_RECIPE, "student": student["model"], "student_kwargs": student["kwargs"],
+        "teacher": teacher["model"], "teacher_kwargs": teacher["kwargs"],
+        "teacher_checkpoint": str(TEACHER_DIR / f"{pair[0]}.safetensors"), "method": method,
+        "method_options": options, "seed": seed, "epochs": EPOCHS, "out": str(folder),
+        "resume": resume, "overwrite": not resume}), "distill")
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    record = {"key": key, "regime": regime_hash(), "pair": f"{pair[0]} -> {pair[1]}", "label": label,
+              "method": method, "options": options, "seed": seed, "test_top1": summary["test_top1"],
+              "val_top1": rows[-1]["val_top1"], "train_time_s": summary["train_time_s"],
+              "steps": EPOCHS * STEPS_PER_EPOCH, "extra_parameters": summary["extra_parameters"],
+              "diagnostics": [{k: v for k, v in r.items() if k.startswith(("diag/", "loss")) or k == "epoch"}
+                              for r in rows] if method == "fofa" else []}
+    with open(RECORDS, "a") as f:
+        f.write(json.dumps(record) + "\n")
+    records[key] = record
+    return record
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=2, help="student epochs")
-    parser.add_argument("--teacher-epochs", type=int, default=5)
-    parser.add_argument("--work", default=os.environ.get("TMPDIR", "/tmp") + "/fofakd-accuracy",
-                        help="where run directories (and cached teachers) go")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
-    parser.add_argument("--ablation-seeds", type=int, help="seeds of the FOFA ablations (default: --seeds)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch CPU threads")
+    parser.add_argument("--work", default=str(Path.home() / ".cache" / "fofakd" / "accuracy"),
+                        help="where run directories go (a cut-short run resumes from its checkpoint there)")
+    parser.add_argument("--retrain-teachers", action="store_true", help="train the teachers again and ship them")
+    parser.add_argument("--only-teachers", action="store_true", help="make sure the teachers exist, then stop")
+    parser.add_argument("--report-only", action="store_true", help="write the report from the records so far")
+    parser.add_argument("--pairs", help="only these pairs, e.g. ResNet-ViT,ResNet-MLP (default: all)")
     parser.add_argument("--note", default="", help="a sentence about this run's circumstances for the report")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    torch.set_num_threads(os.cpu_count() or 1)
+    import torch
+
+    from accuracy_report import write_report
+
+    torch.set_num_threads(args.threads)
+    work = Path(args.work)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    pairs = [p for p in PAIRS if not args.pairs or f"{p[0]}-{p[1]}" in args.pairs.split(",")]
+    for kind in dict.fromkeys(t for t, _ in pairs):
+        if not args.report_only:
+            ensure_teacher(kind, work, args.retrain_teachers)
+    if args.only_teachers:
+        return
+    records = load_records()
     start = time.perf_counter()
-    config = settings(args)
-    work = Path(args.work) / hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
-    teachers = {}
-    for kind in TEACHERS:
-        folder = train_teacher(kind, work, args)
-        teachers[kind] = json.loads((folder / "summary.json").read_text())["test_top1"]
-    seeds = range(args.seeds)
-    ablation_seeds = range(args.ablation_seeds if args.ablation_seeds is not None else args.seeds)
-    main_table: dict[str, dict[str, Any]] = {}
-    for seed in seeds:  # seed-major order: a partial benchmark already covers every cell once
-        for pair in PAIRS:
-            for method, options in METHODS.items():
-                folder = work / f"{pair[0]}-{pair[1]}" / method / f"seed{seed}"
-                main_table.setdefault(pair_name(pair), {}).setdefault(method, []).append(
-                    distil(pair, method, options, seed, folder, work, args))
-                print(f"[{(time.perf_counter() - start) / 60:.1f} min] {pair_name(pair)} {method} seed {seed}: "
-                      f"{main_table[pair_name(pair)][method][-1]['test_top1']:.2f}", flush=True)
-        for name, options in ABLATIONS.items() if seed in ablation_seeds else ():
-            distil(ABLATION_PAIR, "fofa", options, seed, ablation_folder(work, name, seed), work, args)
-            print(f"[{(time.perf_counter() - start) / 60:.1f} min] ablation {name} seed {seed}", flush=True)
-    ablations = {name: aggregate([distil(ABLATION_PAIR, "fofa", options, s, ablation_folder(work, name, s), work,
-                                         args) for s in ablation_seeds]) for name, options in ABLATIONS.items()}
-    results = {
-        "command": "python benchmarks/accuracy.py " + " ".join(sys.argv[1:]),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
-                   f"torch {torch.__version__}, fp32",
-        "wall_time_s": elapsed(work), "seeds": args.seeds,
-        "ablation_seeds": len(ablation_seeds),
-        "runs": (args.seeds * len(PAIRS) * len(METHODS) + len(ablation_seeds) * (len(ABLATIONS) - 1)
-                 + len(TEACHERS)),
-        "settings": config, "teachers": teachers,
-        "main": {p: {m: aggregate(runs) for m, runs in rows.items()} for p, rows in main_table.items()},
-        "ablations": ablations, "defaults_by_validation": defaults_by_validation(ablations), "note": args.note,
-    }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "accuracy.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "accuracy.md").write_text(markdown(results))
-    plot(results, out / "accuracy.png")
-    print(f"wrote {out / 'accuracy.md'}")
+    for seed in range(args.seeds if not args.report_only else 0):
+        jobs = [(pair, method, options, method) for pair in pairs for method, options in METHODS.items()]
+        jobs += [(INVESTIGATION_PAIR, "fofa", options, name) for name, options in VARIANTS.items()
+                 if name != "full FOFA" and INVESTIGATION_PAIR in pairs]
+        for pair, method, options, label in jobs:
+            record = distil(pair, method, options, seed, label, work, records)
+            print(f"[{(time.perf_counter() - start) / 60:.1f} min] {pair[0]} -> {pair[1]} {label} seed {seed}: "
+                  f"test {record['test_top1']:.2f} val {record['val_top1']:.2f}", flush=True)
+    write_report(records, geometry(), args)
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(HERE))
     main()

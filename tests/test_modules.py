@@ -94,3 +94,24 @@ def test_feedback_survives_a_state_dict_round_trip():
     fresh = AdaptiveFeedbackPrompt(_stage(form="tokens", channels=6, grid=(2, 2)))
     fresh.load_state_dict(prompt.state_dict())
     assert torch.equal(fresh.feedback, prompt.feedback)
+
+
+@pytest.mark.parametrize("grid", [(4, 4), (8, 8), (16, 12), (7, 7)])
+def test_regions_to_map_upsamples_after_its_norm_and_conv_only_when_that_is_exact(grid):
+    # Reference: upsample the g x g regions first, then BatchNorm (batch statistics) and the 1x1 conv.
+    torch.manual_seed(0)
+    aligner = RegionsToMap(16, 4, out_channels=8, out_grid=grid).train()
+    regions = torch.randn(3, 16, 16, requires_grad=True)
+    out = aligner(regions)
+    weights = torch.randn(out.shape)
+    (out * weights).sum().backward()
+    grads = [regions.grad.clone(), aligner.proj.weight.grad.clone(), aligner.norm.weight.grad.clone()]
+    regions.grad = None
+    aligner.zero_grad()
+    x = regions.transpose(1, 2).reshape(3, 16, 4, 4)
+    expected = aligner.proj(aligner.norm(torch.nn.functional.interpolate(x, size=grid, mode="nearest")))
+    (expected * weights).sum().backward()
+    assert out.shape == (3, 8, *grid)
+    assert torch.allclose(out, expected, atol=1e-5)
+    for got, want in zip(grads, [regions.grad, aligner.proj.weight.grad, aligner.norm.weight.grad]):
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-5)

@@ -51,7 +51,12 @@ def test_distill_eval_and_export(teacher_run, tmp_path, capsys):
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["method"] == "fofa" and summary["extra_parameters"] > 0
-    assert {"loss_kd", "loss_fd", "loss_reg"} <= set(_metrics(out)[-1])
+    last = _metrics(out)[-1]
+    assert {"loss_kd", "loss_fd", "loss_reg"} <= set(last)
+    # FOFA's diagnostics reach metrics.jsonl: per-stage feature losses average to loss_fd over the same steps
+    stages = [f"diag/fd_s{i}" for i in range(4)]
+    assert {"diag/raa_entropy", *stages, *(f"diag/beta_s{i}" for i in range(4))} <= set(last)
+    assert sum(last[k] for k in stages) == pytest.approx(last["loss_fd"], rel=1e-5)
     # the exported student holds no training-only parameters
     keys = load_file(str(out / "student.safetensors")).keys()
     assert keys == fofakd.create_model("deit_tiny_patch16_224", 10, in_chans=1, img_size=28, patch_size=4,

@@ -201,10 +201,10 @@ class Trainer:
                 images = images.contiguous(memory_format=torch.channels_last)
             with autocast_context(self.device, cfg.amp):
                 out = self.model(images, targets)
-            names = [k for k in out if k.startswith("loss")]
-            # One host sync per step for every loss part, not one each.
-            values = dict(zip(names, torch.stack([out[k].detach().float() for k in names]).tolist()))
-            bad = [k for k, v in values.items() if not math.isfinite(v)]
+            names = [k for k in out if k.startswith(("loss", "diag/"))]
+            # One host sync per step for every loss part and diagnostic, not one each.
+            values = dict(zip(names, torch.stack([out[k].detach().float().reshape(()) for k in names]).tolist()))
+            bad = [k for k, v in values.items() if k.startswith("loss") and not math.isfinite(v)]
             if bad:
                 raise FofakdError(
                     f"the loss became {values[bad[-1]]} at step {self.step + 1} (epoch {self.epoch + 1}) in "

@@ -18,7 +18,7 @@ class Distiller(nn.Module):
     """Base for all methods.
 
     `forward(images, targets)` returns a dict with `loss` (the weighted total to back-propagate), `logits` (the
-    student's) and the unweighted parts `loss_*`. In eval mode only the student runs. The teacher is frozen: its
+    student's), the unweighted parts `loss_*` and a method's detached diagnostics `diag/*`. In eval mode only the student runs. The teacher is frozen: its
     parameters never require gradients and it stays in eval mode whatever `train()` is called with.
 
     A method implements `distill(images, targets) -> (student_logits, {name: (weight, loss)})`; the base adds the
@@ -64,11 +64,16 @@ class Distiller(nn.Module):
             out[name] = value
             loss = loss + weight * value
         out["loss"] = loss
+        out.update({f"diag/{k}": v for k, v in self.step_diagnostics().items()})
         return out
 
     def distill(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, LossParts]:
         """Student logits and the method's weighted loss parts for one training batch."""
         raise NotImplementedError
+
+    def step_diagnostics(self) -> dict[str, torch.Tensor]:
+        """Detached scalars that describe the last training step (logged per epoch as `diag/<name>`); none here."""
+        return {}
 
     @torch.no_grad()
     def teacher_logits(self, images: torch.Tensor) -> torch.Tensor:

@@ -4,17 +4,30 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from ..errors import FofakdError
 from ..features.hooks import StageInputHooks
 from ..features.layout import to_map
 from ..features.stages import forward_stages, stage_positions
 from ..modules.aligners import build_region_aligner
+from ..modules.init import INIT_MODES, reset_to_torch_defaults
 from ..modules.prompts import AdaptiveFeedbackPrompt
 from ..modules.raa import RegionAwareAttention
 from .base import Distiller, LossParts
 from .losses import hcl_loss, kd_loss, kl_divergence
 from .registry import register_method
+
+
+TARGET_NORMS = ("none", "layer")
+
+
+def standardise_channels(x: torch.Tensor) -> torch.Tensor:
+    """Zero mean, unit variance over the channels at every position: dim 1 of a map, the last dim of tokens."""
+    if x.ndim == 4:
+        return F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2]).permute(0, 3, 1, 2)
+    return F.layer_norm(x, x.shape[-1:])
 
 
 @register_method("fofa")
@@ -45,6 +58,13 @@ class FOFA(Distiller):
         student_stages: Student feature indices overriding the defaults.
         teacher_form: "map" or "tokens" overriding how teacher features are treated.
         student_form: "map" or "tokens" overriding how student features are treated.
+        init: "fofakd" (Kaiming / trunc-normal weights, zero biases everywhere) or "reference" (the authors': RAA,
+            fusion and prompt blocks keep PyTorch's default initialisation; aligners as "fofakd").
+        fd_warmup_steps: Ramp the feature loss's weight linearly from 0 to `fd_weight` over this many training
+            steps (0: off, as in the paper). Opt-in, beyond the paper.
+        target_norm: "none" (the paper) or "layer": standardise each teacher stage feature over its channels at
+            every position (a LayerNorm without affine parameters) before the feature loss. Opt-in, beyond the
+            paper: stages of very different scales then weigh alike.
     """
 
     def __init__(
@@ -70,6 +90,9 @@ class FOFA(Distiller):
         student_stages: Sequence[int] | None = None,
         teacher_form: str | None = None,
         student_form: str | None = None,
+        init: str = "fofakd",
+        fd_warmup_steps: int = 0,
+        target_norm: str = "none",
     ):
         super().__init__(teacher, student, input_size, ce_weight=ce_weight, label_smoothing=label_smoothing)
         self.kd_weight, self.fd_weight, self.reg_weight = kd_weight, fd_weight, reg_weight
@@ -93,6 +116,20 @@ class FOFA(Distiller):
         self.prompts = nn.ModuleDict(
             {str(p): AdaptiveFeedbackPrompt(self.teacher_stages[p], se_mode, use_feedback) for p in positions}
         )
+        if target_norm not in TARGET_NORMS:
+            raise FofakdError(f"target_norm '{target_norm}' is not known; use one of {', '.join(TARGET_NORMS)}.")
+        self.target_norm = target_norm
+        self.fd_warmup_steps = int(fd_warmup_steps)
+        if self.fd_warmup_steps > 0:  # a training-state counter, saved with the distiller for exact resume
+            self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
+        if init not in INIT_MODES:
+            raise FofakdError(f"init '{init}' is not known; use one of {', '.join(INIT_MODES)}.")
+        if init == "reference":
+            reset_to_torch_defaults(self.raa)
+            for prompt in self.prompts.values():
+                reset_to_torch_defaults(prompt.prompt)
+                if prompt.fusion is not None:
+                    reset_to_torch_defaults(prompt.fusion)
         self.prompt_hooks = StageInputHooks(
             self.teacher, self.teacher_stages, {int(p): prompt for p, prompt in self.prompts.items()}
         )
@@ -120,15 +157,41 @@ class FOFA(Distiller):
             prompted_logits, teacher_feats = teacher_logits, plain_feats
         aligned = self.align(student_feats)
 
-        loss_fd = sum(hcl_loss(a, t, s.grid) for a, t, s in zip(aligned, teacher_feats, self.teacher_stages))
+        if self.target_norm == "layer":
+            teacher_feats = [standardise_channels(t) for t in teacher_feats]
+        stage_losses = [hcl_loss(a, t, s.grid) for a, t, s in zip(aligned, teacher_feats, self.teacher_stages)]
+        loss_fd = sum(stage_losses)
         for position, prompt in self.prompts.items():
             p = int(position)
             prompt.store_feedback(aligned[p] - teacher_feats[p])
+        self._stage_losses = [loss.detach() for loss in stage_losses]
         return student_logits, {
             "loss_kd": (self.kd_weight, kd_loss(student_logits, teacher_logits, self.temperature)),
-            "loss_fd": (self.fd_weight, loss_fd),
+            "loss_fd": (self.current_fd_weight(), loss_fd),
             "loss_reg": (self.reg_weight, kl_divergence(teacher_logits, prompted_logits)),
         }
+
+    def current_fd_weight(self) -> float:
+        """The feature loss's weight this step: `fd_weight`, ramped up over `fd_warmup_steps` when asked."""
+        if self.fd_warmup_steps <= 0:
+            return self.fd_weight
+        done = int(self.steps_done)
+        self.steps_done += 1
+        return self.fd_weight * min(1.0, done / self.fd_warmup_steps)
+
+    def step_diagnostics(self) -> dict[str, torch.Tensor]:
+        """Per stage: the feature loss `fd_s<i>`; per prompt: `beta_s<i>`, `prompt_relative_size_s<i>` (the prompt's
+        norm over its stage input's) and `feedback_rms_s<i>`; and `raa_entropy` (nats, at most ln N_q)."""
+        out = {f"fd_s{i}": loss for i, loss in enumerate(getattr(self, "_stage_losses", []))}
+        for position, prompt in self.prompts.items():
+            out[f"beta_s{position}"] = prompt.beta.detach()
+            if prompt.last_relative_size is not None:
+                out[f"prompt_relative_size_s{position}"] = prompt.last_relative_size
+            if prompt.feedback.numel():
+                out[f"feedback_rms_s{position}"] = prompt.feedback.pow(2).mean().sqrt()
+        if self.use_raa and self.raa.last_entropy is not None:
+            out["raa_entropy"] = self.raa.last_entropy
+        return out
 
     def reset_feedback(self) -> None:
         """Forget the stored feedback (the next step runs without it)."""

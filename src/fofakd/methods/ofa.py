@@ -15,19 +15,30 @@ from .dkd import hard_labels
 from .registry import register_method
 
 
+OFA_FORMS = ("code", "paper")
+
+
 def ofa_loss(
     student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, gamma: float = 1.0,
-    temperature: float = 1.0,
+    temperature: float = 1.0, form: str = "code",
 ) -> torch.Tensor:
-    """`-(1 + p_t[y])^gamma log p_s[y] - sum_{c != y} p_t[c] log p_s[c]`, batch mean (fofa-method.md section 8).
+    """OFA's loss on one set of student logits, batch mean (docs/methods.md, OFA).
 
-    The target-class weight is the teacher's probability plus one, raised to gamma (which enhances the target
-    when the teacher is unsure); with gamma = 1 this is cross-entropy against the soft target p_t + onehot(y).
+    `form="code"` is what the OFA authors' code computes, `-sum_c [(p_t[c] + m[c])^gamma - m[c]] log p_s[c]` with m
+    the one-hot target: the target class weighs `(1 + p_t[y])^gamma - 1` and every other class `p_t[c]^gamma`. At
+    gamma = 1 it is soft-target cross-entropy (KD at T = 1 up to the teacher's entropy). `form="paper"` is the
+    paper's printed formula, `-(1 + p_t[y])^gamma log p_s[y] - sum_{c != y} p_t[c] log p_s[c]`, which adds one more
+    ground-truth cross-entropy per call and leaves the other classes unraised.
     """
     log_ps = F.log_softmax(student_logits.float() / temperature, dim=1)
     pt = F.softmax(teacher_logits.float() / temperature, dim=1)
-    target = F.one_hot(labels, log_ps.shape[1]).bool()
-    weight = torch.where(target, (1 + pt) ** gamma, pt)
+    onehot = F.one_hot(labels, log_ps.shape[1]).to(pt.dtype)
+    if form == "code":
+        weight = (pt + onehot) ** gamma - onehot
+    elif form == "paper":
+        weight = torch.where(onehot.bool(), (1 + pt) ** gamma, pt)
+    else:
+        raise FofakdError(f"OFA form '{form}' is not known; use one of {', '.join(OFA_FORMS)}.")
     return -(weight * log_ps).sum(dim=1).mean()
 
 
@@ -48,6 +59,7 @@ class OFA(Distiller):
         ce_weight: Weight of the task loss.
         label_smoothing: Label smoothing of the task loss.
         student_stages: Student feature indices overriding the defaults.
+        form: "code" (the OFA authors' loss, default) or "paper" (the formula printed in the paper).
     """
 
     def __init__(
@@ -63,8 +75,12 @@ class OFA(Distiller):
         ce_weight: float = 1.0,
         label_smoothing: float = 0.0,
         student_stages: Sequence[int] | None = None,
+        form: str = "code",
     ):
         super().__init__(teacher, student, input_size, ce_weight=ce_weight, label_smoothing=label_smoothing)
+        if form not in OFA_FORMS:
+            raise FofakdError(f"OFA form '{form}' is not known; use one of {', '.join(OFA_FORMS)}.")
+        self.form = form
         self.student_stages = discover_stages(self.student, self.input_size, student_stages)
         self.positions = stage_positions(stages, len(self.student_stages))
         gammas = [float(gamma)] * len(self.positions) if isinstance(gamma, (int, float)) else [float(g) for g in gamma]
@@ -87,8 +103,8 @@ class OFA(Distiller):
         teacher_logits = self.teacher_logits(images)
         labels = hard_labels(targets)
         loss_branches = sum(
-            ofa_loss(self.branches[str(p)](feats[p]), teacher_logits, labels, g, self.temperature)
+            ofa_loss(self.branches[str(p)](feats[p]), teacher_logits, labels, g, self.temperature, self.form)
             for p, g in zip(self.positions, self.gammas)
         )
-        loss_final = ofa_loss(logits, teacher_logits, labels, self.gammas[-1], self.temperature)
+        loss_final = ofa_loss(logits, teacher_logits, labels, self.gammas[-1], self.temperature, self.form)
         return logits, {"loss_kd": (self.kd_weight, loss_final), "loss_ofa": (self.ofa_weight, loss_branches)}

@@ -25,9 +25,13 @@ class RegionsToMap(nn.Module):
         batch, _, dim = x.shape
         x = x.transpose(1, 2).reshape(batch, dim, self.side, self.side)
         size = tuple(size) if size is not None else self.out_grid
-        if size != (self.side, self.side):
-            x = F.interpolate(x, size=size, mode="nearest")
-        return self.proj(self.norm(x))
+        if size[0] % self.side == 0 and size[1] % self.side == 0:
+            # Nearest upsampling by an integer factor repeats every region equally often, so BatchNorm's batch
+            # statistics and the 1x1 conv are the same on the g x g grid: the same output, computed on g*g cells
+            # instead of H*W (only BatchNorm's running variance sees a smaller n in its unbiasing factor).
+            x = self.proj(self.norm(x))
+            return x if size == (self.side, self.side) else F.interpolate(x, size=size, mode="nearest")
+        return self.proj(self.norm(F.interpolate(x, size=size, mode="nearest")))
 
 
 class RegionsToTokens(nn.Module):

@@ -20,3 +20,17 @@ def init_weights(module: nn.Module) -> None:
             if m.weight is not None:
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+
+
+INIT_MODES = ("fofakd", "reference")
+
+
+def reset_to_torch_defaults(module: nn.Module) -> None:
+    """Re-draw every layer's parameters with PyTorch's own initialiser (`reset_parameters`), biases included.
+
+    The FOFA authors leave the RAA, the fusion blocks and the prompt blocks at these defaults (uniform weights and
+    non-zero biases); only their aligners get `init_weights`.
+    """
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear, nn.LayerNorm, nn.BatchNorm1d, nn.BatchNorm2d)):
+            m.reset_parameters()

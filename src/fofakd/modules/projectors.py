@@ -49,8 +49,8 @@ class SepConv(nn.Sequential):
 
 
 class MapExitBranch(nn.Sequential):
-    """OFA exit branch for a map stage: strided separable convs down to the last stage's resolution, global max
-    pooling, linear classifier.
+    """OFA exit branch for a map stage: strided separable convs down to the last stage's resolution, global average
+    pooling, linear classifier (as the OFA authors' code).
 
     Args:
         stage: The student stage.
@@ -68,7 +68,7 @@ class MapExitBranch(nn.Sequential):
             channels = out
         if not downsamples:
             layers.append(nn.Conv2d(channels, width, kernel_size=1))
-        super().__init__(*layers, nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))
+        super().__init__(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))
         init_weights(self)
 
 

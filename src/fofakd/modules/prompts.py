@@ -10,6 +10,7 @@ from ..features.layout import to_map
 from ..features.stages import StageInfo
 from .aligners import build_map_aligner
 from .init import init_weights
+from .window_sums import bias_mode_block
 
 SE_MODES = ("bias", "gate")
 
@@ -37,7 +38,21 @@ def _groups(channels: int, wanted: int = 4) -> int:
     return wanted if channels % wanted == 0 else 1
 
 
-class FusionBlock(nn.Sequential):
+class _GatedBlock(nn.Sequential):
+    """Convs, a squeeze-excitation, a 1x1 conv. In bias mode the output is (B, C, 1, 1) and is computed through the
+    exact window-sum shortcut (window_sums.py) unless `use_window_sums` is turned off."""
+
+    def __init__(self, *layers: nn.Module, se_mode: str):
+        super().__init__(*layers)
+        self.use_window_sums = se_mode == "bias"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.use_window_sums:
+            return bias_mode_block(self, x)
+        return super().forward(x)
+
+
+class FusionBlock(_GatedBlock):
     """Fuses a stage input (C channels) with its feedback (C channels) back into C channels."""
 
     def __init__(self, channels: int, se_mode: str):
@@ -47,10 +62,11 @@ class FusionBlock(nn.Sequential):
             nn.Conv2d(channels, channels, kernel_size=1),
             SqueezeExcite(channels, mode=se_mode),
             nn.Conv2d(channels, channels, kernel_size=1),
+            se_mode=se_mode,
         )
 
 
-class PromptBlock(nn.Sequential):
+class PromptBlock(_GatedBlock):
     """Turns the (fused) stage input into the prompt added to it."""
 
     def __init__(self, channels: int, se_mode: str):
@@ -61,6 +77,7 @@ class PromptBlock(nn.Sequential):
             nn.Conv2d(channels, channels, kernel_size=1),
             SqueezeExcite(channels, mode=se_mode),
             nn.Conv2d(channels, channels, kernel_size=1, groups=groups),
+            se_mode=se_mode,
         )
 
 
@@ -88,6 +105,7 @@ class AdaptiveFeedbackPrompt(nn.Module):
         )
         self.beta = nn.Parameter(torch.zeros(()))
         self.register_buffer("feedback", torch.zeros(0))
+        self.last_relative_size: torch.Tensor | None = None
         init_weights(self)
 
     def _current_feedback(self, batch: int) -> torch.Tensor | None:
@@ -106,7 +124,12 @@ class AdaptiveFeedbackPrompt(nn.Module):
             if feedback.shape[-2:] != x.shape[-2:]:  # a detector's batch of another image size than the last
                 feedback = F.interpolate(feedback, size=x.shape[-2:], mode="nearest")
             fused = self.fusion(torch.cat([x, feedback], dim=1))
-        return x + self.beta.to(x.dtype) * self.prompt(fused)
+        prompt = self.beta.to(x.dtype) * self.prompt(fused)
+        if self.training:
+            with torch.no_grad():  # diagnostics: how large the prompt is next to the stage input it shifts
+                self.last_relative_size = torch.linalg.vector_norm(prompt.expand_as(x).float()) / \
+                    torch.linalg.vector_norm(x.float()).clamp_min(1e-12)
+        return x + prompt
 
     @torch.no_grad()
     def store_feedback(self, difference: torch.Tensor) -> None:

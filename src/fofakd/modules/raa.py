@@ -12,6 +12,7 @@ from ..errors import FofakdError
 from .init import init_weights
 
 POS_EMBED_MODES = ("fixed", "reference", "none")
+ENTROPY_SAMPLES = 8  # samples per step the attention-entropy diagnostic is estimated on
 
 
 def sinusoidal_encoding(positions: int, dim: int) -> torch.Tensor:
@@ -99,6 +100,7 @@ class RegionAwareAttention(nn.Module):
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(dim, 2 * dim)
         self.register_buffer("token_encoding", sinusoidal_encoding(num_queries, dim), persistent=False)
+        self.last_entropy: torch.Tensor | None = None
         init_weights(self)
 
     def _encoding(self, batch: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor | None:
@@ -131,6 +133,12 @@ class RegionAwareAttention(nn.Module):
             out = attn @ v
         else:
             out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+        if self.training:
+            with torch.no_grad():  # diagnostics: mean entropy (nats) of each query's attention over the N_q regions,
+                # estimated on the batch's first samples so that it costs little next to the attention itself
+                n = ENTROPY_SAMPLES
+                log_attn = (q[:n] @ k[:n].transpose(-2, -1) * self.scale).float().log_softmax(dim=-1)
+                self.last_entropy = -(log_attn.exp() * log_attn).sum(-1).mean()
         out = out.transpose(1, 2).reshape(batch, length, dim)
         chunks = list(out.split(self.tokens_per_stage, dim=1))
         return (chunks, attn) if return_attention else chunks

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from ..errors import FofakdError
+from .diagnostics import plot_diagnostics
 
 
 def read_run(path: str | Path) -> dict[str, Any]:
@@ -146,10 +147,13 @@ def write_report(run_dirs: list[str | Path], out: str | Path, title: str = "fofa
     table = summarise(runs)
     plot_curves(runs, out)
     plot_accuracy(table, out)
+    diagnostics = plot_diagnostics(runs, out)
     results = {"title": title, "table": table, "runs": [{k: r[k] for k in ("path", "label", "summary")} for r in runs]}
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "report.md").write_text(
         f"# {title}\n\n{notes}\n\n{markdown_table(table)}\n\n![accuracy](accuracy.png)\n\n"
         "Validation top-1 and loss parts per epoch:\n\n![curves](curves.png)\n"
+        + ("\nFOFA's internals per epoch (beta, prompt size, feature loss and feedback per stage, RAA attention "
+           "entropy):\n\n![diagnostics](diagnostics.png)\n" if diagnostics else "")
     )
     return results

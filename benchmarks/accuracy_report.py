@@ -1,0 +1,217 @@
+"""The accuracy benchmark's report: accuracy.json, accuracy.md and accuracy.png from the run records."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+from pathlib import Path
+from typing import Any
+
+import accuracy as bench
+
+# The options the investigation may change, with the current default first: {option: {value: variant label}}.
+DECISIONS = {
+    "pos_embed": {"fixed": "fofa", "reference": "pos_embed=reference"},
+    "se_mode": {"bias": "fofa", "gate": "se_mode=gate"},
+    "init": {"fofakd": "fofa", "reference": "init=reference"},
+    "fd_weight": {"1.0": "fofa", "0.3": "fd_weight=0.3", "0.1": "fd_weight=0.1"},
+    "fd_warmup_steps": {"0": "fofa", "30% of steps": "fd warm-up (first 30% of steps)"},
+    "target_norm": {"none": "fofa", "layer": "target_norm=layer"},
+}
+LADDER_LABELS = {"full FOFA": "fofa"}
+
+
+def stats(runs: list[dict[str, Any]], key: str) -> tuple[float, float]:
+    values = [r[key] for r in runs]
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    (test, test_sd), (val, val_sd) = stats(runs, "test_top1"), stats(runs, "val_top1")
+    return {"test_mean": test, "test_std": test_sd, "val_mean": val, "val_std": val_sd, "seeds": len(runs),
+            "train_time_s": statistics.mean(r["train_time_s"] for r in runs),
+            "extra_parameters": runs[0]["extra_parameters"],
+            "runs": [{k: r[k] for k in ("seed", "test_top1", "val_top1", "train_time_s")} for r in runs]}
+
+
+def group(records: dict[str, dict[str, Any]], pair: str, label: str) -> list[dict[str, Any]]:
+    return sorted((r for r in records.values() if r["pair"] == pair and r["label"] == label), key=lambda r: r["seed"])
+
+
+def decide(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The noise-margin rule: the current default (first) stays unless another value's mean validation top-1 beats
+    it by more than the larger of the two standard deviations over seeds."""
+    (current, base), *others = rows.items()
+    chosen, best = current, base["val_mean"]
+    for value, row in others:
+        margin = max(base["val_std"], row["val_std"])
+        if row["val_mean"] - base["val_mean"] > margin and row["val_mean"] > best:
+            chosen, best = value, row["val_mean"]
+    return {"chosen": chosen, "val_mean": {v: r["val_mean"] for v, r in rows.items()},
+            "val_std": {v: r["val_std"] for v, r in rows.items()}, "seeds": {v: r["seeds"] for v, r in rows.items()}}
+
+
+def final_diagnostics(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Last-epoch diagnostics, averaged over seeds."""
+    last = [r["diagnostics"][-1] for r in runs if r.get("diagnostics")]
+    keys = sorted({k for row in last for k in row if k.startswith("diag/")})
+    return {k.removeprefix("diag/"): statistics.mean(row[k] for row in last if k in row) for k in keys}
+
+
+def collect(records: dict[str, dict[str, Any]], geometry: dict[str, Any]) -> dict[str, Any]:
+    teachers = json.loads((bench.TEACHER_DIR / "teachers.json").read_text())
+    pairs: dict[str, Any] = {}
+    for t, s in bench.PAIRS:
+        name = f"{t} -> {s}"
+        if t not in teachers:
+            continue  # not trained yet
+        methods = {m: aggregate(runs) for m in bench.METHODS if (runs := group(records, name, m))}
+        scratch_best = max((r["test_top1"] for r in methods.get("scratch", {}).get("runs", [])), default=None)
+        pairs[name] = {
+            "teacher": t, "student": s, "teacher_test_top1": teachers[t]["test_top1"],
+            "teacher_grids": geometry["teachers"][t]["grids"], "student_grids": geometry["students"][s]["grids"],
+            "steps_per_run": bench.EPOCHS * bench.STEPS_PER_EPOCH, "train_images": bench.TRAIN_IMAGES,
+            "best_scratch_test_top1": scratch_best,
+            "teacher_gap": None if scratch_best is None else teachers[t]["test_top1"] - scratch_best,
+            "methods": methods,
+            "fofa_diagnostics": final_diagnostics(group(records, name, "fofa")),
+        }
+    inv = f"{bench.INVESTIGATION_PAIR[0]} -> {bench.INVESTIGATION_PAIR[1]}"
+    variants = {name: aggregate(runs) for name in bench.VARIANTS
+                if (runs := group(records, inv, LADDER_LABELS.get(name, name)))}
+    labelled = {LADDER_LABELS.get(k, k): v for k, v in variants.items()}
+    decisions = {opt: decide({v: labelled[label] for v, label in values.items()})
+                 for opt, values in DECISIONS.items() if all(label in labelled for label in values.values())}
+    ladder = [variants[n]["val_mean"] for n in bench.LADDER if n in variants]
+    return {"teachers": teachers, "pairs": pairs, "investigation_pair": inv, "investigation": variants,
+            "investigation_diagnostics": {n: final_diagnostics(group(records, inv, LADDER_LABELS.get(n, n)))
+                                          for n in variants},
+            "ladder_rises_on_validation": len(ladder) == len(bench.LADDER)
+            and all(b > a for a, b in zip(ladder, ladder[1:])),
+            "decisions": decisions, "geometry": geometry}
+
+
+def cell(row: dict[str, Any] | None, key: str = "test") -> str:
+    if row is None:
+        return "-"
+    seeds = "" if row["seeds"] == 3 else f" ({row['seeds']} seed{'s' if row['seeds'] > 1 else ''})"
+    return f"{row[f'{key}_mean']:.2f} ± {row[f'{key}_std']:.2f}{seeds}"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    pairs, teachers, geo = results["pairs"], results["teachers"], results["geometry"]
+    lines = ["# Accuracy on heterogeneous pairs (Fashion-MNIST, representative low-data regime)", "",
+             f"Command: `{results['command']}`  ", f"Machine: {results['machine']}  ",
+             f"Compute: {results['compute_s'] / 3600:.2f} h of training over {results['runs']} student runs, plus "
+             f"{sum(t['train_time_s'] for t in teachers.values()) / 3600:.2f} h for the teachers.", "",
+             "## The regime, and that it holds", "",
+             "| teacher | model | stage grids | test top-1 (%) | SHA-256 |", "|---|---|---|---|---|"]
+    for kind, t in teachers.items():
+        grids = geo["teachers"][kind]["grids"]
+        lines.append(f"| {kind} | {t['model']} {t['kwargs']}, {t['epochs']} epochs on 60k | "
+                     f"{' / '.join(f'{g[0]}x{g[1]}' for g in grids)} | {t['test_top1']:.2f} | `{t['sha256'][:12]}` |")
+    lines += ["", "| student | model | stage grids |", "|---|---|---|"]
+    for kind, s in bench.STUDENTS.items():
+        grids = geo["students"][kind]["grids"]
+        lines.append(f"| {kind} | {s['model']} {s['kwargs']} | {' / '.join(f'{g[0]}x{g[1]}' for g in grids)} |")
+    geometry_ok = all(v["ok"] for v in [*geo["teachers"].values(), *geo["students"].values()])
+    lines += ["", f"- Geometry: every teacher stage is at least 2x2 with the first at least 7x7, and every token "
+              f"student sees an 8x8 grid: **{'holds' if geometry_ok else 'FAILS'}**.",
+              f"- Students: {bench.TRAIN_IMAGES} training images, batch {bench.STUDENT_RECIPE['batch_size']}, "
+              f"{bench.EPOCHS} epochs = {bench.EPOCHS * bench.STEPS_PER_EPOCH} AdamW steps per run "
+              f"(at least {bench.MIN_STEPS}): **holds**.",
+              "- Teacher at least 5 points above the best from-scratch student (best seed) of each pair: " + "; ".join(
+                  f"{name} {p['teacher_test_top1']:.2f} vs {p['best_scratch_test_top1']:.2f} "
+                  f"(**{p['teacher_gap']:+.2f}**)" if p["teacher_gap"] is not None else f"{name} not measured yet"
+                  for name, p in pairs.items()), "",
+              "## Every method on every pair", "",
+              "Test top-1 (%) on the full 10k test split, mean ± standard deviation over seeds.", "",
+              "| method | " + " | ".join(pairs) + " | mean gain over scratch |", "|---" * (len(pairs) + 2) + "|"]
+    for method in bench.METHODS:
+        gains = [p["methods"][method]["test_mean"] - p["methods"]["scratch"]["test_mean"] for p in pairs.values()
+                 if method in p["methods"] and "scratch" in p["methods"]]
+        gain = f"{statistics.mean(gains):+.2f}" if gains else "-"
+        lines.append(f"| {method} | " + " | ".join(cell(p["methods"].get(method)) for p in pairs.values())
+                     + f" | {gain} |")
+    lines += ["", f"## FOFA investigation on {results['investigation_pair']} (validation decides, test is reported)",
+              "", "| variant | val top-1 (%) | test top-1 (%) | train time (s) | extra parameters |",
+              "|---|---|---|---|---|"]
+    for name, row in results["investigation"].items():
+        lines.append(f"| {name} | {cell(row, 'val')} | {cell(row)} | {row['train_time_s']:.0f} | "
+                     f"{row['extra_parameters'] / 1e6:.2f} M |")
+    lines += ["", f"Ladder rises at every step on validation: **{results['ladder_rises_on_validation']}**.", "",
+              "Defaults by the noise-margin rule (another value replaces the default only when its mean validation "
+              "top-1 is higher by more than the larger standard deviation over seeds):", ""]
+    for option, d in results["decisions"].items():
+        lines.append(f"- `{option}`: **{d['chosen']}** (" + ", ".join(
+            f"{v} {m:.2f} ± {d['val_std'][v]:.2f}" for v, m in d["val_mean"].items()) + ")")
+    lines += ["", "## FOFA's internals (last epoch, mean over seeds)", "",
+              "| run | " + " | ".join(f"beta s{i}" for i in range(4)) + " | " + " | ".join(
+                  f"prompt/input s{i}" for i in range(4)) + " | RAA entropy (nats, max 4.16) | "
+              + " | ".join(f"fd s{i}" for i in range(4)) + " |", "|---" * 14 + "|"]
+    rows = [(name, p["fofa_diagnostics"]) for name, p in pairs.items()]
+    rows += [(f"{results['investigation_pair']}, {n}", d) for n, d in results["investigation_diagnostics"].items()
+             if n != "full FOFA"]
+
+    def num(d: dict[str, float], key: str, fmt: str = ".3g") -> str:
+        return format(d[key], fmt) if key in d else "-"
+
+    for name, d in rows:
+        if d:
+            lines.append(f"| {name} | " + " | ".join(num(d, f"beta_s{i}") for i in range(4)) + " | "
+                         + " | ".join(num(d, f"prompt_relative_size_s{i}") for i in range(4)) + " | "
+                         + num(d, "raa_entropy", ".3f") + " | " + " | ".join(num(d, f"fd_s{i}") for i in range(4))
+                         + " |")
+    lines += ["", results["note"], "", "![accuracy](accuracy.png)", ""]
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(name, p["methods"]) for name, p in results["pairs"].items() if p["methods"]]
+    if results["investigation"]:
+        panels.append((f"FOFA investigation, {results['investigation_pair']} (val)", results["investigation"]))
+    if not panels:
+        return
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.4), squeeze=False)
+    for ax, (title, rows) in zip(axes[0], panels):
+        key = "val" if "(val)" in title else "test"
+        names = list(rows)
+        ax.bar(range(len(names)), [rows[n][f"{key}_mean"] for n in names],
+               yerr=[rows[n][f"{key}_std"] for n in names], capsize=3,
+               color=["#d08c60" if n.startswith(("fofa", "full")) else "#7aa6c2" for n in names])
+        values = [r[f"{key}_top1"] for n in names for r in rows[n]["runs"]]
+        for i, n in enumerate(names):
+            ax.scatter([i] * len(rows[n]["runs"]), [r[f"{key}_top1"] for r in rows[n]["runs"]], color="k", s=6,
+                       zorder=3)
+        ax.set_ylim(min(values) - 2, max(values) + 1.5)
+        ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
+        ax.set_title(title, fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("top-1 (%)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(records: dict[str, dict[str, Any]], geometry: dict[str, Any], args: argparse.Namespace) -> None:
+    import torch
+
+    results = collect(records, geometry)
+    results.update({
+        "command": "python benchmarks/accuracy.py", "note": args.note, "runs": len(records),
+        "compute_s": sum(r["train_time_s"] for r in records.values()),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
+                   f"torch {torch.__version__}, fp32, {args.threads} threads",
+        "regime": bench.regime(), "regime_hash": bench.regime_hash(),
+    })
+    (bench.RESULTS / "accuracy.json").write_text(json.dumps(results, indent=2) + "\n")
+    (bench.RESULTS / "accuracy.md").write_text(markdown(results))
+    plot(results, bench.RESULTS / "accuracy.png")
+    print(f"wrote {bench.RESULTS / 'accuracy.md'}")

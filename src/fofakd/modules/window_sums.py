@@ -1,0 +1,96 @@
+"""An exact shortcut for FOFA's bias-mode fusion and prompt blocks.
+
+In `se_mode="bias"` a block is `linear convs -> squeeze-excitation gate -> 1x1 conv`, and the gate reads only the
+global mean of the linear part's output. That mean is an exact function of a few sums of the block's input:
+
+- a k x k convolution with zero padding k // 2 sums each input pixel once per kernel offset whose shifted output
+  position lies inside the map, so the mean of its output is `sum_{c, a, d} w[o, c, a, d] * S[c, a, d] / (H W) + b`,
+  where `S[c, a, d]` is the sum of input channel c over the rectangle that offset (a, d) reaches: the whole map
+  less the border strips the offset pushes out;
+- the 1x1 convolutions before it are per-pixel linear maps, so they act on those rectangle sums directly (their
+  bias counted once per pixel of the rectangle);
+- the 1x1 convolutions after it act on the mean.
+
+So the block costs O(C (H + W) k) for the sums and O(C^2 k^2) for the convolutions, instead of O(C^2 k^2 H W), and
+autograd through the sums is the exact gradient. docs/speed.md derives it with the measured effect.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def rectangle_masks(size: int, kernel: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(kernel, size): row a marks the input positions a k-kernel offset a (padding k // 2) reads from."""
+    pad = kernel // 2
+    index = torch.arange(size, device=device)
+    offsets = torch.arange(kernel, device=device).unsqueeze(1) - pad  # (kernel, 1)
+    return ((index >= offsets.clamp(min=0)) & (index < size + offsets.clamp(max=0))).to(dtype)
+
+
+def rectangle_sums(x: torch.Tensor, kernel: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, k, k): the sum of x over the rectangle each kernel offset reads."""
+    rows = rectangle_masks(x.shape[-2], kernel, x.device, x.dtype)
+    cols = rectangle_masks(x.shape[-1], kernel, x.device, x.dtype)
+    return rows @ x @ cols.transpose(0, 1)
+
+
+def rectangle_areas(height: int, width: int, kernel: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(k, k): how many pixels each offset's rectangle holds."""
+    rows = rectangle_masks(height, kernel, device, dtype).sum(1)
+    cols = rectangle_masks(width, kernel, device, dtype).sum(1)
+    return rows.unsqueeze(1) * cols.unsqueeze(0)
+
+
+def _grouped_linear(x: torch.Tensor, conv: nn.Conv2d, bias_scale: torch.Tensor | float = 1.0) -> torch.Tensor:
+    """A 1x1 convolution over dim 1 of x (B, C, ...) as a (grouped) matrix product; its bias times `bias_scale`.
+
+    On the small tensors of the shortcut this is much cheaper than dispatching a convolution."""
+    groups = conv.groups
+    weight = conv.weight.flatten(1)  # (C_out, C_in / groups)
+    rest = x.shape[2:]
+    if groups == 1:
+        out = torch.einsum("oc,bc...->bo...", weight, x)
+    else:
+        grouped = x.reshape(x.shape[0], groups, -1, *rest)
+        out = torch.einsum("goc,bgc...->bgo...", weight.reshape(groups, -1, weight.shape[1]), grouped)
+        out = out.reshape(x.shape[0], -1, *rest)
+    if conv.bias is None:
+        return out
+    return out + conv.bias.view(1, -1, *([1] * len(rest))) * bias_scale
+
+
+def mean_of_window_conv(conv: nn.Conv2d, sums: torch.Tensor, pixels: int) -> torch.Tensor:
+    """The spatial mean of a k x k, padding k // 2 convolution's output, (B, C_out), from rectangle sums."""
+    if conv.groups == 1:
+        out = sums.flatten(1) @ conv.weight.flatten(1).transpose(0, 1)
+    elif conv.groups == conv.in_channels == conv.out_channels:  # depth-wise
+        out = (sums * conv.weight.squeeze(1)).sum(dim=(2, 3))
+    else:
+        out = F.conv2d(sums, conv.weight, None, groups=conv.groups).flatten(1)
+    out = out / pixels
+    return out if conv.bias is None else out + conv.bias
+
+
+def bias_mode_block(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """A bias-mode fusion or prompt block evaluated through rectangle sums: exactly `layers(x)`, shape (B, C, 1, 1).
+
+    `layers` is 1x1 convs, one k x k convolution (padding k // 2), 1x1 convs, the bias-mode squeeze-excitation,
+    then 1x1 convs.
+    """
+    modules = list(layers)
+    window = next(i for i, m in enumerate(modules) if isinstance(m, nn.Conv2d) and m.kernel_size[0] > 1)
+    kernel = modules[window].kernel_size[0]
+    height, width = x.shape[-2:]
+    sums = rectangle_sums(x, kernel)
+    areas = rectangle_areas(height, width, kernel, x.device, x.dtype)
+    for conv in modules[:window]:
+        sums = _grouped_linear(sums, conv, areas)
+    out = mean_of_window_conv(modules[window], sums, height * width)  # (B, C)
+    for module in modules[window + 1:]:
+        if isinstance(module, nn.Conv2d):
+            out = _grouped_linear(out, module)
+        else:  # the bias-mode squeeze-excitation: its gate, from the mean it reads
+            out = _grouped_linear(F.relu(_grouped_linear(out, module.reduce)), module.expand).sigmoid()
+    return out[:, :, None, None]
