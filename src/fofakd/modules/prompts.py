@@ -127,7 +127,9 @@ class AdaptiveFeedbackPrompt(nn.Module):
         prompt = self.beta.to(x.dtype) * self.prompt(fused)
         if self.training:
             with torch.no_grad():  # diagnostics: how large the prompt is next to the stage input it shifts
-                self.last_relative_size = torch.linalg.vector_norm(prompt.expand_as(x).float()) / \
+                # a (B, C, 1, 1) prompt is added at every one of the h*w positions
+                repeats = x[0, 0].numel() // prompt[0, 0].numel()
+                self.last_relative_size = torch.linalg.vector_norm(prompt.float()) * repeats**0.5 / \
                     torch.linalg.vector_norm(x.float()).clamp_min(1e-12)
         return x + prompt
 

@@ -16,6 +16,8 @@ autograd through the sums is the exact gradient. docs/speed.md derives it with t
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,6 +25,11 @@ from torch import nn
 
 def rectangle_masks(size: int, kernel: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """(kernel, size): row a marks the input positions a k-kernel offset a (padding k // 2) reads from."""
+    return _masks(size, kernel, str(device), dtype)
+
+
+@functools.lru_cache(maxsize=256)
+def _masks(size: int, kernel: int, device: str, dtype: torch.dtype) -> torch.Tensor:
     pad = kernel // 2
     index = torch.arange(size, device=device)
     offsets = torch.arange(kernel, device=device).unsqueeze(1) - pad  # (kernel, 1)
@@ -44,21 +51,15 @@ def rectangle_areas(height: int, width: int, kernel: int, device: torch.device, 
 
 
 def _grouped_linear(x: torch.Tensor, conv: nn.Conv2d, bias_scale: torch.Tensor | float = 1.0) -> torch.Tensor:
-    """A 1x1 convolution over dim 1 of x (B, C, ...) as a (grouped) matrix product; its bias times `bias_scale`.
-
-    On the small tensors of the shortcut this is much cheaper than dispatching a convolution."""
-    groups = conv.groups
-    weight = conv.weight.flatten(1)  # (C_out, C_in / groups)
-    rest = x.shape[2:]
-    if groups == 1:
-        out = torch.einsum("oc,bc...->bo...", weight, x)
-    else:
-        grouped = x.reshape(x.shape[0], groups, -1, *rest)
-        out = torch.einsum("goc,bgc...->bgo...", weight.reshape(groups, -1, weight.shape[1]), grouped)
-        out = out.reshape(x.shape[0], -1, *rest)
+    """A 1x1 convolution over dim 1 of x, (B, C) or (B, C, k, k), as one (grouped) matrix product; its bias times
+    `bias_scale`. On the shortcut's small tensors this costs far less than dispatching a convolution."""
+    groups, batch = conv.groups, x.shape[0]
+    weight = conv.weight.reshape(groups, conv.out_channels // groups, -1)  # (G, C_out / G, C_in / G)
+    columns = x.reshape(batch, groups, weight.shape[2], -1)  # (B, G, C_in / G, N)
+    out = (weight @ columns).reshape(batch, conv.out_channels, *x.shape[2:])
     if conv.bias is None:
         return out
-    return out + conv.bias.view(1, -1, *([1] * len(rest))) * bias_scale
+    return out + conv.bias.view(1, -1, *([1] * (x.ndim - 2))) * bias_scale
 
 
 def mean_of_window_conv(conv: nn.Conv2d, sums: torch.Tensor, pixels: int) -> torch.Tensor:
