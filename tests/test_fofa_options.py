@@ -117,3 +117,44 @@ def test_layer_target_norm_standardises_the_teacher_features():
     normed.load_state_dict(plain.state_dict())
     x, y = _batch()
     assert normed.train()(x, y)["loss_fd"].item() != pytest.approx(plain.train()(x, y)["loss_fd"].item(), rel=1e-3)
+
+
+def test_reference_preset_sets_every_authors_behaviour_and_options_override_it():
+    from fofakd.methods.fofa import PRESETS, resolve_preset
+
+    assert resolve_preset("reference") == PRESETS["reference"]
+    assert resolve_preset("reference", pos_embed="fixed")["pos_embed"] == "fixed"
+    assert resolve_preset("fofakd", init=None) == PRESETS["fofakd"]
+    theirs = fofakd.build_distiller("fofa", teacher=_model("vit_tiny_patch16_224"), student=_model("resnet18"),
+                                    input_size=(3, SIZE, SIZE), dim=64, preset="reference")
+    assert theirs.raa.pos_embed == "reference" and theirs.token_drop == "last"
+    assert theirs.prompt_hooks.token_mode == "reference"
+    assert all(getattr(p.feedback_aligner, "resize_first", True) for p in theirs.prompts.values())
+    assert bool((_biases(theirs.raa) != 0).all())  # PyTorch's default init
+    theirs.train()
+    optimizer = torch.optim.SGD(theirs.trainable_parameters(), lr=0.05)
+    for step in range(2):  # a token teacher through the authors' prompt reshape, with feedback on step 2
+        out = theirs(*_batch(seed=step))
+        optimizer.zero_grad()
+        out["loss"].backward()
+        optimizer.step()
+        assert torch.isfinite(out["loss"]) and all(p.grad is None for p in theirs.teacher.parameters())
+    with pytest.raises(fofakd.FofakdError, match="preset 'paper' is not known"):
+        _build(preset="paper")
+    with pytest.raises(fofakd.FofakdError, match="token_drop 'first' is not known"):
+        _build(token_drop="first")
+
+
+def test_last_token_features_keep_the_class_token_first():
+    from fofakd.features.stages import discover_stages, forward_stages
+
+    vit = _model("vit_tiny_patch16_224").eval()
+    stages = discover_stages(vit, (3, SIZE, SIZE))
+    x, _ = _batch(2)
+    _, ours = forward_stages(vit, x, stages)
+    _, theirs = forward_stages(vit, x, stages, drop_last_token=True)
+    _, raw = vit.forward_intermediates(x, indices=stages.indices, output_fmt="NCHW", return_prefix_tokens=True)
+    for mine, authors, (_, prefix) in zip(ours, theirs, raw):
+        assert authors.shape == mine.shape  # 64 tokens either way on 8x8 patches
+        assert torch.equal(authors[:, 0], prefix[:, 0])  # cell 0 is the class token
+        assert torch.equal(authors[:, 1:], mine[:, :-1])  # then the patches, the last one dropped

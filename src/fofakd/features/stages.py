@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import FofakdError
-from .layout import infer_grid, map_to_tokens
+from .layout import infer_grid, map_to_tokens, tokens_to_map
 
 ISOTROPIC_CUTS = (2, 4, 10, 12)  # stage ends as twelfths of an isotropic net's depth (blocks 1, 3, 9, 11 of 12)
 
@@ -228,8 +228,23 @@ def _describe_input(
     raise FofakdError(f"a stage input of shape {shape} is neither a map nor a token sequence.")
 
 
-def forward_stages(model: nn.Module, x: torch.Tensor, stages: ModelStages) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Logits and stage features of `model` in one forward pass; features in each stage's form."""
+def forward_stages(
+    model: nn.Module, x: torch.Tensor, stages: ModelStages, drop_last_token: bool = False
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Logits and stage features of `model` in one forward pass; features in each stage's form.
+
+    Token features leave out the model's prefix tokens. `drop_last_token` reproduces the FOFA authors' code for a
+    model with one prefix token instead: the class token stays first and the last patch token is dropped.
+    """
+    if drop_last_token and stages.num_prefix_tokens:
+        if stages.num_prefix_tokens != 1:
+            raise FofakdError("dropping the last token (the authors' token handling) needs a model with exactly one "
+                              "prefix token; use token_drop='prefix'.")
+        final, pairs = model.forward_intermediates(x, indices=stages.indices, output_fmt="NCHW",
+                                                   return_prefix_tokens=True)
+        feats = [torch.cat([prefix, map_to_tokens(f)], dim=1)[:, :-1] for f, prefix in pairs]
+        feats = [f if s.form == "tokens" else tokens_to_map(f, s.grid) for f, s in zip(feats, stages.stages)]
+        return model.forward_head(final), feats
     final, feats = model.forward_intermediates(x, indices=stages.indices, output_fmt="NCHW")
     logits = model.forward_head(final)
     feats = [f if s.form == "map" else map_to_tokens(f) for f, s in zip(feats, stages.stages)]

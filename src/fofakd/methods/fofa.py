@@ -21,6 +21,26 @@ from .registry import register_method
 
 
 TARGET_NORMS = ("none", "layer")
+# Each preset's value of the options where fofakd departs from the authors' code (docs/faithfulness.md).
+PRESETS = {
+    "fofakd": {"pos_embed": "fixed", "init": "fofakd", "token_drop": "prefix", "prompt_reshape": "transpose",
+               "feedback_order": "project_first"},
+    "reference": {"pos_embed": "reference", "init": "reference", "token_drop": "last", "prompt_reshape": "reference",
+                  "feedback_order": "resize_first"},
+}
+_CHOICES = {"token_drop": ("prefix", "last"), "prompt_reshape": ("transpose", "reference"),
+            "feedback_order": ("project_first", "resize_first")}
+
+
+def resolve_preset(preset: str, **given: str | None) -> dict[str, str]:
+    """The preset's choices, overridden by every option given explicitly (not None)."""
+    if preset not in PRESETS:
+        raise FofakdError(f"preset '{preset}' is not known; use one of {', '.join(PRESETS)}.")
+    out = {**PRESETS[preset], **{k: v for k, v in given.items() if v is not None}}
+    for key, allowed in _CHOICES.items():
+        if out[key] not in allowed:
+            raise FofakdError(f"{key} '{out[key]}' is not known; use one of {', '.join(allowed)}.")
+    return out
 
 
 def standardise_channels(x: torch.Tensor) -> torch.Tensor:
@@ -43,7 +63,8 @@ class FOFA(Distiller):
         num_queries: Region tokens over all stages (a square number per stage).
         dim: Attention width of the RAA.
         heads: Attention heads of the RAA.
-        pos_embed: RAA positional encoding: "fixed", "reference" (the reference's batch-indexed one) or "none".
+        pos_embed: RAA positional encoding: "fixed", "reference" (the reference's batch-indexed one) or "none";
+            None takes the preset's.
         use_raa: False skips the attention (aligners then see each stage's region tokens alone): an ablation.
         afp_stages: Teacher stage positions (0-based) that get a prompt; None = all, [] = no prompts.
         use_feedback: Fuse the previous step's feedback into the prompts.
@@ -59,12 +80,23 @@ class FOFA(Distiller):
         teacher_form: "map" or "tokens" overriding how teacher features are treated.
         student_form: "map" or "tokens" overriding how student features are treated.
         init: "fofakd" (Kaiming / trunc-normal weights, zero biases everywhere) or "reference" (the authors': RAA,
-            fusion and prompt blocks keep PyTorch's default initialisation; aligners as "fofakd").
+            fusion and prompt blocks keep PyTorch's default initialisation; aligners as "fofakd"); None takes the
+            preset's.
         fd_warmup_steps: Ramp the feature loss's weight linearly from 0 to `fd_weight` over this many training
             steps (0: off, as in the paper). Opt-in, beyond the paper.
         target_norm: "none" (the paper) or "layer": standardise each teacher stage feature over its channels at
             every position (a LayerNorm without affine parameters) before the feature loss. Opt-in, beyond the
             paper: stages of very different scales then weigh alike.
+        token_drop: Token features of a model with a class token: "prefix" drops the prefix tokens, "last" keeps
+            the class token as grid cell 0 and drops the last patch token (the authors'); None takes the preset's.
+        prompt_reshape: "transpose" lays token stage inputs on their grid and back correctly; "reference" holds out
+            the last token and turns the prompted map back into tokens without the transpose (the authors' bug);
+            None takes the preset's.
+        feedback_order: The feedback aligner's order: "project_first" (BN, 1x1 conv, resize) or "resize_first"
+            (the authors'); None takes the preset's.
+        preset: "fofakd" (the defaults above) or "reference": every behaviour where fofakd departs from the
+            authors' code set to theirs (pos_embed, init, token_drop, prompt_reshape, feedback_order). Options
+            given explicitly override the preset.
     """
 
     def __init__(
@@ -75,7 +107,7 @@ class FOFA(Distiller):
         num_queries: int = 64,
         dim: int = 512,
         heads: int = 8,
-        pos_embed: str = "fixed",
+        pos_embed: str | None = None,
         use_raa: bool = True,
         afp_stages: Sequence[int] | None = None,
         use_feedback: bool = True,
@@ -90,11 +122,19 @@ class FOFA(Distiller):
         student_stages: Sequence[int] | None = None,
         teacher_form: str | None = None,
         student_form: str | None = None,
-        init: str = "fofakd",
+        init: str | None = None,
         fd_warmup_steps: int = 0,
         target_norm: str = "none",
+        token_drop: str | None = None,
+        prompt_reshape: str | None = None,
+        feedback_order: str | None = None,
+        preset: str = "fofakd",
     ):
         super().__init__(teacher, student, input_size, ce_weight=ce_weight, label_smoothing=label_smoothing)
+        choices = resolve_preset(preset, pos_embed=pos_embed, init=init, token_drop=token_drop,
+                                 prompt_reshape=prompt_reshape, feedback_order=feedback_order)
+        pos_embed, init = choices["pos_embed"], choices["init"]
+        self.token_drop = choices["token_drop"]
         self.kd_weight, self.fd_weight, self.reg_weight = kd_weight, fd_weight, reg_weight
         self.temperature = temperature
         self.use_raa = use_raa
@@ -114,7 +154,9 @@ class FOFA(Distiller):
         )
         positions = stage_positions(afp_stages, len(self.teacher_stages))
         self.prompts = nn.ModuleDict(
-            {str(p): AdaptiveFeedbackPrompt(self.teacher_stages[p], se_mode, use_feedback) for p in positions}
+            {str(p): AdaptiveFeedbackPrompt(self.teacher_stages[p], se_mode, use_feedback,
+                                            feedback_resize_first=choices["feedback_order"] == "resize_first")
+             for p in positions}
         )
         if target_norm not in TARGET_NORMS:
             raise FofakdError(f"target_norm '{target_norm}' is not known; use one of {', '.join(TARGET_NORMS)}.")
@@ -131,7 +173,8 @@ class FOFA(Distiller):
                 if prompt.fusion is not None:
                     reset_to_torch_defaults(prompt.fusion)
         self.prompt_hooks = StageInputHooks(
-            self.teacher, self.teacher_stages, {int(p): prompt for p, prompt in self.prompts.items()}
+            self.teacher, self.teacher_stages, {int(p): prompt for p, prompt in self.prompts.items()},
+            token_mode="reference" if choices["prompt_reshape"] == "reference" else "prefix",
         )
 
     def align(self, student_feats: Sequence[torch.Tensor], return_attention: bool = False):
@@ -147,12 +190,13 @@ class FOFA(Distiller):
         return (aligned, attention) if return_attention else aligned
 
     def distill(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, LossParts]:
-        student_logits, student_feats = forward_stages(self.student, images, self.student_stages)
+        last = self.token_drop == "last"
+        student_logits, student_feats = forward_stages(self.student, images, self.student_stages, last)
         with torch.no_grad():
-            teacher_logits, plain_feats = forward_stages(self.teacher, images, self.teacher_stages)
+            teacher_logits, plain_feats = forward_stages(self.teacher, images, self.teacher_stages, last)
         if self.prompts:
             with self.prompt_hooks.active():
-                prompted_logits, teacher_feats = forward_stages(self.teacher, images, self.teacher_stages)
+                prompted_logits, teacher_feats = forward_stages(self.teacher, images, self.teacher_stages, last)
         else:
             prompted_logits, teacher_feats = teacher_logits, plain_feats
         aligned = self.align(student_feats)

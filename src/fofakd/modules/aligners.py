@@ -60,26 +60,34 @@ def build_region_aligner(dim: int, regions_per_side: int, target: StageInfo) -> 
 
 
 class MapToMap(nn.Module):
-    """(B, C_in, H_in, W_in) -> (B, C_out, H_out, W_out): BN, 1x1 conv without bias, nearest resize."""
+    """(B, C_in, H_in, W_in) -> (B, C_out, H_out, W_out): BN, 1x1 conv without bias, nearest resize.
 
-    def __init__(self, in_channels: int, out_channels: int, out_grid: tuple[int, int]):
+    `resize_first` resizes before the BN and conv, as the FOFA authors' feedback aligner does; the two orders agree
+    when the resize is by an integer factor (every pixel repeated equally often), and differ otherwise.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, out_grid: tuple[int, int], resize_first: bool = False):
         super().__init__()
         self.out_grid = tuple(out_grid)
+        self.resize_first = resize_first
         self.norm = nn.BatchNorm2d(in_channels)
         self.proj = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False)
         init_weights(self)
 
+    def _resize(self, x: torch.Tensor) -> torch.Tensor:
+        return x if tuple(x.shape[-2:]) == self.out_grid else F.interpolate(x, size=self.out_grid, mode="nearest")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.proj(self.norm(x))
-        if tuple(x.shape[-2:]) != self.out_grid:
-            x = F.interpolate(x, size=self.out_grid, mode="nearest")
-        return x
+        if self.resize_first:
+            return self.proj(self.norm(self._resize(x)))
+        return self._resize(self.proj(self.norm(x)))
 
 
 def build_map_aligner(
-    in_channels: int, in_grid: tuple[int, int], out_channels: int, out_grid: tuple[int, int]
+    in_channels: int, in_grid: tuple[int, int], out_channels: int, out_grid: tuple[int, int],
+    resize_first: bool = False,
 ) -> nn.Module:
     """Identity when the shapes already agree, else a `MapToMap`."""
     if in_channels == out_channels and tuple(in_grid) == tuple(out_grid):
         return nn.Identity()
-    return MapToMap(in_channels, out_channels, out_grid)
+    return MapToMap(in_channels, out_channels, out_grid, resize_first)

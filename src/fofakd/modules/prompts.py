@@ -91,9 +91,11 @@ class AdaptiveFeedbackPrompt(nn.Module):
         stage: The teacher stage this prompt sits in front of.
         se_mode: Squeeze-excitation mode, "bias" (reference) or "gate" (standard).
         use_feedback: Fuse the previous step's feedback; False gives "AFP without feedback".
+        feedback_resize_first: Resize the feedback before its BN and conv (the authors' order).
     """
 
-    def __init__(self, stage: StageInfo, se_mode: str = "bias", use_feedback: bool = True):
+    def __init__(self, stage: StageInfo, se_mode: str = "bias", use_feedback: bool = True,
+                 feedback_resize_first: bool = False):
         super().__init__()
         channels = stage.input_channels
         self.stage = stage
@@ -101,7 +103,8 @@ class AdaptiveFeedbackPrompt(nn.Module):
         self.prompt = PromptBlock(channels, se_mode)
         self.fusion = FusionBlock(channels, se_mode) if use_feedback else None
         self.feedback_aligner = (
-            build_map_aligner(stage.channels, stage.grid, channels, stage.input_grid) if use_feedback else None
+            build_map_aligner(stage.channels, stage.grid, channels, stage.input_grid, feedback_resize_first)
+            if use_feedback else None
         )
         self.beta = nn.Parameter(torch.zeros(()))
         self.register_buffer("feedback", torch.zeros(0))
