@@ -116,8 +116,10 @@ def ensure_teacher(kind: str, work: Path, retrain: bool) -> Path:
         return weights
     folder = work / "teachers" / kind
     spec = TEACHERS[kind]
+    resume = (folder / "checkpoints" / "last.pt").is_file() and not retrain  # a teacher cut short continues
     run(build_config({**TEACHER_RECIPE, "model": spec["model"], "model_kwargs": spec["kwargs"],
-                      "epochs": spec["epochs"], "out": str(folder), "overwrite": True}), "train")
+                      "epochs": spec["epochs"], "out": str(folder), "resume": resume, "overwrite": not resume}),
+        "train")
     return ship_teacher(kind, folder)
 
 
