@@ -228,3 +228,29 @@ def test_two_training_steps_match_the_authors(case, use_window_sums):
         expected = _get(case, "out", f"grad_prompts{step}").item()
         assert grad_norm("prompts.") == pytest.approx(expected, rel=grad_tolerance), step
         optimizer.step()
+
+
+# Training-only parameters of the authors' distiller at 224 px with 100 classes (their PAT class's
+# get_learnable_parameters, counted with their code as the fixtures README says): the same stages, prompt places and
+# module shapes give the same counts. Swin's prompts sit after patch merging; MobileNetV2's last stage is its
+# 1280-channel head convolution.
+AUTHORS_EXTRA_PARAMETERS = {
+    ("convnext_tiny", "deit_tiny_patch16_224"): 14_475_236,
+    ("resnet18", "deit_tiny_patch16_224"): 10_540_868,
+    ("deit_tiny_patch16_224", "resnet18"): 18_540_788,
+    ("mixer_b16_224", "resnet18"): 87_822_356,
+    ("swin_tiny_patch4_window7_224", "resnet18"): 38_521_997,
+    ("swin_tiny_patch4_window7_224", "mobilenetv2_100"): 32_361_613,
+    ("vit_small_patch16_224", "mobilenetv2_100"): 26_405_716,
+}
+
+
+@pytest.mark.parametrize("teacher,student", list(AUTHORS_EXTRA_PARAMETERS))
+def test_extra_parameters_match_the_authors(teacher, student):
+    import fofakd
+
+    with torch.device("meta"):  # shapes only
+        distiller = fofakd.build_distiller("fofa", teacher=fofakd.create_model(teacher, num_classes=100),
+                                           student=fofakd.create_model(student, num_classes=100),
+                                           input_size=(3, 224, 224))
+    assert distiller.num_extra_parameters() == AUTHORS_EXTRA_PARAMETERS[(teacher, student)]

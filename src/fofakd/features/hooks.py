@@ -43,8 +43,8 @@ def map_to_stage_input(
     into tokens with a plain reshape, without the transpose, and appends the held-out token at the end."""
     if stage.input_layout == "NCHW":
         return x
-    if stage.input_layout == "NHWC":
-        return x.permute(0, 2, 3, 1)
+    if stage.input_layout == "NHWC":  # the authors' Swin runs on (B, L, C) tokens, so it gets their reshape too
+        return x.reshape(x.shape[0], *x.shape[2:], x.shape[1]) if token_mode == "reference" else x.permute(0, 2, 3, 1)
     if token_mode == "reference":
         tokens = x.reshape(x.shape[0], -1, x.shape[1])  # the authors' bug: scrambles channels and positions
         return tokens if held is None else torch.cat([tokens, held], dim=1)

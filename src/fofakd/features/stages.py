@@ -58,6 +58,7 @@ class ModelStages:
     stages: tuple[StageInfo, ...]
     input_size: tuple[int, int, int]
     num_prefix_tokens: int
+    last_is_final: bool = False  # the last stage is the body's final pre-pooling map (e.g. MobileNet's conv_head)
 
     @property
     def indices(self) -> list[int]:
@@ -162,7 +163,14 @@ def discover_stages(
     first_previous = entries[indices[0] - 1]["module"] if (not isotropic and indices[0] > 0) else None
     starts = [_start_module(end, prev) for end, prev in zip(ends, [first_previous] + ends[:-1])]
 
-    feats, seen_inputs = _dry_run(model, input_size, indices, starts)
+    starts = [_after_patch_merging(model, start) for start in starts]
+    final, feats, seen_inputs = _dry_run(model, input_size, indices, starts)
+    # The last stage of a map model is its body's final pre-pooling map, as in the authors' code: the same tensor as
+    # the last intermediate for ResNet or ConvNeXt, and the head convolution's output for MobileNet / EfficientNet.
+    last_is_final = (form == "map" and indices[-1] == len(entries) - 1 and final.ndim == 4
+                     and final.shape[2:] == feats[-1].shape[2:])
+    if last_is_final:
+        feats = [*feats[:-1], final]
     image_hw = (int(input_size[1]), int(input_size[2]))
     prefix = int(getattr(model, "num_prefix_tokens", 0) or 0)
     stages = []
@@ -174,12 +182,23 @@ def discover_stages(
                 form=form, input_layout=layout, input_channels=in_chans, input_grid=in_grid,
             )
         )
-    return ModelStages(stages=tuple(stages), input_size=tuple(int(v) for v in input_size), num_prefix_tokens=prefix)
+    return ModelStages(stages=tuple(stages), input_size=tuple(int(v) for v in input_size), num_prefix_tokens=prefix,
+                       last_is_final=last_is_final)
+
+
+def _after_patch_merging(model: nn.Module, name: str) -> str:
+    """A stage that begins with patch merging (timm 1.x Swin) gets its prompt after the merge, in front of its first
+    block, where the authors' timm 0.6.5 Swin (which ends each stage with the merge) has it."""
+    module = model.get_submodule(name)
+    merge, blocks = getattr(module, "downsample", None), getattr(module, "blocks", None)
+    if blocks is not None and type(merge).__name__ == "PatchMerging":
+        return f"{name}.blocks"
+    return name
 
 
 def _dry_run(
     model: nn.Module, input_size: Sequence[int], indices: list[int], starts: list[str]
-) -> tuple[list[torch.Tensor], list[tuple[int, ...]]]:
+) -> tuple[torch.Tensor, list[torch.Tensor], list[tuple[int, ...]]]:
     seen: dict[str, tuple[int, ...]] = {}
     handles = []
     for name in starts:
@@ -196,7 +215,7 @@ def _dry_run(
     try:
         model.eval()
         with torch.no_grad():
-            _, feats = model.forward_intermediates(x, indices=indices, output_fmt="NCHW")
+            final, feats = model.forward_intermediates(x, indices=indices, output_fmt="NCHW")
     except (RuntimeError, AssertionError, ValueError) as err:
         raise FofakdError(
             f"{type(model).__name__} does not accept inputs of size {tuple(input_size)} ({err}); "
@@ -206,7 +225,7 @@ def _dry_run(
         model.train(was_training)
         for h in handles:
             h.remove()
-    return feats, [seen[name] for name in starts]
+    return final, feats, [seen[name] for name in starts]
 
 
 def _shape_recorder(seen: dict[str, tuple[int, ...]], name: str):
@@ -247,6 +266,8 @@ def forward_stages(
         return model.forward_head(final), feats
     final, feats = model.forward_intermediates(x, indices=stages.indices, output_fmt="NCHW")
     logits = model.forward_head(final)
+    if stages.last_is_final:
+        feats = [*feats[:-1], final]
     feats = [f if s.form == "map" else map_to_tokens(f) for f, s in zip(feats, stages.stages)]
     return logits, feats
 
