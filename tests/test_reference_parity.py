@@ -249,6 +249,8 @@ AUTHORS_EXTRA_PARAMETERS = {
     ("swin_tiny_patch4_window7_224", "resnet18"): 38_521_997,
     ("swin_tiny_patch4_window7_224", "mobilenetv2_100"): 32_361_613,
     ("vit_small_patch16_224", "mobilenetv2_100"): 26_405_716,
+    ("convnext_tiny", "resmlp_12_224"): 20_766_692,
+    ("swin_tiny_patch4_window7_224", "resmlp_12_224"): 38_325_389,
 }
 
 
