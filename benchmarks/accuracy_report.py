@@ -105,8 +105,11 @@ def markdown(results: dict[str, Any]) -> str:
     lines = ["# Accuracy on heterogeneous pairs (Fashion-MNIST, representative low-data regime)", "",
              f"Command: `{results['command']}`  ", f"Machine: {results['machine']}  ",
              f"Compute: {results['compute_s'] / 3600:.2f} h of training over {results['runs']} student runs, plus "
-             f"{sum(t['train_time_s'] for t in teachers.values()) / 3600:.2f} h for the teachers.", "",
-             "## The regime, and that it holds", "",
+             f"{sum(t['train_time_s'] for t in teachers.values()) / 3600:.2f} h for the teachers.  ",
+             f"Progress: {results['runs']} of {results['expected_runs']} student runs"
+             + (" (complete)." if results["runs"] >= results["expected_runs"] else
+                "; **partial results**: the benchmark resumes where it stopped, and cells name their seed count."),
+             "", "## The regime, and that it holds", "",
              "| teacher | model | stage grids | test top-1 (%) | SHA-256 |", "|---|---|---|---|---|"]
     for kind, t in teachers.items():
         grids = geo["teachers"][kind]["grids"]
@@ -206,6 +209,7 @@ def write_report(records: dict[str, dict[str, Any]], geometry: dict[str, Any], a
     results = collect(records, geometry)
     results.update({
         "command": "python benchmarks/accuracy.py", "note": args.note, "runs": len(records),
+        "expected_runs": 3 * (len(bench.PAIRS) * len(bench.METHODS) + len(bench.VARIANTS) - 1),
         "compute_s": sum(r["train_time_s"] for r in records.values()),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
                    f"torch {torch.__version__}, fp32, {args.threads} threads",

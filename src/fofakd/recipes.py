@@ -1,4 +1,4 @@
-"""The paper's experiment set-up (fofa-method.md section 9) as recipe configs, and the commands that run them.
+"""The paper's experiment set-up (docs/recipes.md) as recipe configs, and the commands that run them.
 
 The tables here are the single source of the YAML files under `configs/`: `fofakd recipes --write configs`
 regenerates them and a test checks that the shipped files match.
@@ -68,7 +68,7 @@ RECIPES = {
 # Fine-tuning an ImageNet-pretrained teacher on CIFAR-100 (fofakd's choice: the paper gives no teacher recipe).
 TEACHER_RECIPE = {"gpus": 1, "epochs": 50, "batch_size": 128, "opt": "adamw", "lr": 1e-4, "min_lr": 1e-6,
                   "weight_decay": 0.05, "sched": "cosine", "warmup_epochs": 3, "crop_padding": 0, **_VIT_AUG}
-# The reference runs use mixed precision and a student EMA throughout (fofa-method.md section 9).
+# The reference runs use mixed precision and a student EMA throughout (docs/recipes.md).
 COMMON = {"img_size": 224, "amp": "bf16", "ema": True, "seed": 42}
 DATA = {
     "cifar100": {"data": "cifar100", "val_fraction": 0.0},
@@ -118,7 +118,7 @@ def distill_recipe(dataset: str, teacher: str, student: str, method: str) -> Rec
               "out": f"runs/{dataset}/{teacher}-{student}/{method}"}
     kind = "CNN" if family == "cnn" else "ViT/MLP"
     header = (f"{dataset}: {teacher} -> {student} with {method}; the paper's {kind}-student recipe "
-              f"(fofa-method.md section 9).\nTeacher weights: {source}.")
+              f"(docs/recipes.md).\nTeacher weights: {source}.")
     return Recipe(f"{dataset}/{teacher}-{student}/{method}.yaml", "distill", config, gpus, header)
 
 

@@ -1,4 +1,4 @@
-"""Distilling Faster R-CNN detectors (fofa-method.md section 9): features on the FPN levels, KD on ROI logits.
+"""Distilling Faster R-CNN detectors (docs/detection.md): features on the FPN levels, KD on ROI logits.
 
 Teacher and student see the same resized batch; the teacher's ROI head classifies the proposals the student sampled,
 so KD and the prompt regulariser compare logits of the same boxes. FOFA's region patchify and aligners are built

@@ -82,7 +82,7 @@ def _feature_entries(model: nn.Module) -> list[dict]:
 
 
 def default_stage_indices(model: nn.Module, num_stages: int = 4) -> list[int]:
-    """The feature indices FOFA uses for `model` by default (fofa-method.md section 1)."""
+    """The feature indices FOFA uses for `model` by default (docs/method.md, Stages)."""
     entries = _feature_entries(model)
     if _is_isotropic(entries):
         depth = len(entries)

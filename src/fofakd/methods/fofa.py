@@ -1,4 +1,4 @@
-"""FOFA: region-aware attention on the student, adaptive feedback prompts in the frozen teacher (fofa-method.md)."""
+"""FOFA: region-aware attention on the student, adaptive feedback prompts in the frozen teacher (docs/method.md)."""
 from __future__ import annotations
 
 from typing import Sequence

@@ -1,4 +1,4 @@
-"""Aligners (fofa-method.md section 3): map region tokens or maps onto a target feature's exact shape."""
+"""Aligners (docs/method.md, Aligners): map region tokens or maps onto a target feature's exact shape."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,4 @@
-"""Weight initialisation shared by fofakd's training-only modules (fofa-method.md section 3)."""
+"""Weight initialisation shared by fofakd's training-only modules (docs/method.md, Aligners)."""
 from __future__ import annotations
 
 from timm.layers import trunc_normal_

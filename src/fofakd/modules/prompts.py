@@ -1,4 +1,4 @@
-"""Adaptive Feedback Prompts (fofa-method.md section 4): trainable prompt blocks inside the frozen teacher."""
+"""Adaptive Feedback Prompts (docs/method.md, Adaptive feedback prompts): trainable prompt blocks inside the frozen teacher."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,4 @@
-"""Region-Aware Attention (fofa-method.md section 2): the student's stages attend to each other by region."""
+"""Region-Aware Attention (docs/method.md, Region-aware attention): the student's stages attend to each other by region."""
 from __future__ import annotations
 
 import math
