@@ -8,6 +8,12 @@ from fofakd.features.stages import StageInfo
 from fofakd.modules import window_sums
 from fofakd.modules.prompts import AdaptiveFeedbackPrompt, FusionBlock, PromptBlock
 
+@pytest.fixture(autouse=True)
+def _shortcut_on_every_map(monkeypatch):
+    """fofakd convolves maps of at most 5x5 pixels directly (cheaper, same result); test the shortcut on them too."""
+    monkeypatch.setattr(window_sums, "MIN_PIXELS_PER_WINDOW_SUM", 0)
+
+
 SIZES = [(1, 1), (2, 2), (7, 7), (8, 8), (56, 56), (5, 9), (12, 7)]  # odd, even, tiny, large, non-square
 
 
@@ -117,6 +123,18 @@ def test_an_off_by_one_border_strip_is_caught(monkeypatch):
 
     monkeypatch.setattr(window_sums, "rectangle_masks", shifted)
     assert _relative_error(module, [x], True) > 1e-3
+
+
+def test_small_maps_are_convolved_and_large_ones_summed(monkeypatch):
+    monkeypatch.setattr(window_sums, "MIN_PIXELS_PER_WINDOW_SUM", 1)
+    block = PromptBlock(16, "bias")
+    calls = []
+    monkeypatch.setattr(window_sums, "rectangle_sums", lambda x, k: calls.append(x.shape) or torch.zeros(
+        x.shape[0], x.shape[1], k, k))
+    block(torch.randn(2, 16, 5, 5))  # 25 pixels: no cheaper than the 5x5 sums
+    assert calls == []
+    block(torch.randn(2, 16, 6, 6))
+    assert calls == [(2, 16, 6, 6)]
 
 
 def test_gate_mode_keeps_the_convolutions():

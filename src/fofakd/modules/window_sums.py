@@ -74,6 +74,16 @@ def mean_of_window_conv(conv: nn.Conv2d, sums: torch.Tensor, pixels: int) -> tor
     return out if conv.bias is None else out + conv.bias
 
 
+def window_sums_pay_off(layers: nn.Sequential, x: torch.Tensor) -> bool:
+    """Whether the shortcut is cheaper than the convolutions: the rectangle sums give k x k values per channel, so a
+    map of at most k x k pixels (late stages of small images) is cheaper convolved directly; the result is the same."""
+    kernel = max(m.kernel_size[0] for m in layers if isinstance(m, nn.Conv2d))
+    return x.shape[-2] * x.shape[-1] > kernel * kernel * MIN_PIXELS_PER_WINDOW_SUM
+
+
+MIN_PIXELS_PER_WINDOW_SUM = 1  # tests set 0 to run the shortcut on every map size
+
+
 def bias_mode_block(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     """A bias-mode fusion or prompt block evaluated through rectangle sums: exactly `layers(x)`, shape (B, C, 1, 1).
 
