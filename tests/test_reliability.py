@@ -201,3 +201,44 @@ def test_overwrite_with_a_mistake_keeps_the_old_run(tmp_path, capsys):
     (old / "metrics.jsonl").write_text('{"epoch": 1}\n')
     _fails_cleanly(["train", "--model", "resnet_10t", "--overwrite", "--out", str(old)], capsys, "did you mean")
     assert (old / "metrics.jsonl").read_text() == '{"epoch": 1}\n'
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--epochs", "0"], "config key 'epochs' must be above 0, got 0"),
+    (["--epochs", "-1"], "config key 'epochs' must be above 0, got -1"),
+    (["--batch-size", "0"], "config key 'batch_size' must be above 0, got 0"),
+    (["--lr", "-1"], "config key 'lr' must be above 0, got -1.0"),
+    (["--val-fraction", "1.5"], "config key 'val_fraction' must be at least 0 and below 1, got 1.5"),
+    (["--smoothing", "-0.1"], "config key 'smoothing' must be at least 0 and below 1, got -0.1"),
+])
+def test_out_of_range_options_are_refused_before_anything_is_made(flags, message, tmp_path, capsys):
+    _fails_cleanly(["train", "--model", "resnet10t", "--out", str(tmp_path / "r"), *flags], capsys, message)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_cuda_without_a_gpu_is_refused(tmp_path, capsys):
+    _fails_cleanly(["train", "--model", "resnet10t", "--out", str(tmp_path / "r"), "--device", "cuda", *SMALL],
+                   capsys, "--device cuda was asked for but this machine has no usable GPU")
+    assert not (tmp_path / "r").exists()
+
+
+def test_version_and_help_defaults(capsys):
+    import fofakd
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.strip() == f"fofakd {fofakd.__version__}"
+    with pytest.raises(SystemExit):
+        main(["distill", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "training epochs (default: 10)" in text and "batch size per process (default: 128)" in text
+
+
+def test_a_nan_before_the_first_checkpoint_says_none_was_kept(tmp_path, capsys, monkeypatch):
+    import fofakd.methods.base as base
+
+    monkeypatch.setattr(base, "task_loss", lambda *a, **k: torch.tensor(float("nan")))
+    err = _fails_cleanly(["train", "--model", "resnet10t", "--out", str(tmp_path / "r"), *SMALL], capsys,
+                         "no checkpoint was written yet")
+    assert "last good checkpoint" not in err

@@ -40,7 +40,8 @@ def test_train_writes_a_complete_run_directory(teacher_run):
     assert {"lr", "loss", "loss_ce", "train_images_per_s", "val_top1", "val_top5", "wall_time_s"} <= set(rows[0])
     spec = json.loads((teacher_run / "student.json").read_text())
     assert (spec["model"], spec["num_classes"], spec["in_chans"], spec["img_size"]) == ("resnet10t", 10, 1, 28)
-    assert yaml.safe_load((teacher_run / "config.yaml").read_text())["train_subset"] == 120
+    config = yaml.safe_load((teacher_run / "config.yaml").read_text())
+    assert config["train_subset"] == 120 and config["method"] == "scratch"  # a train run has no method
     assert any((teacher_run / "tensorboard").iterdir())
 
 

@@ -104,9 +104,12 @@ def _cmd_recipes(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from .engine.config import add_config_arguments
 
+    from . import __version__
+
     parser = argparse.ArgumentParser(
         prog="fofakd", description="Heterogeneous knowledge distillation for vision models (FOFA and baselines)."
     )
+    parser.add_argument("--version", action="version", version=f"fofakd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     train = sub.add_parser("train", help="train one model without a teacher (a teacher, or a from-scratch baseline)")
     add_config_arguments(train, "train")
@@ -119,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--checkpoint", required=True, help="run directory, student.safetensors or checkpoint .pt")
     evaluate.add_argument("--data", help="data set (default: the one the student was trained on)")
     evaluate.add_argument("--data-dir", help="where the data set lives")
-    evaluate.add_argument("--batch-size", type=int, default=256)
+    evaluate.add_argument("--batch-size", type=int, default=256, help="images per evaluation batch (default 256)")
     evaluate.add_argument("--subset", type=int, help="evaluate on the first N test images only")
     evaluate.set_defaults(func=_cmd_eval)
 

@@ -18,9 +18,14 @@ TRAIN, DISTILL, BOTH = ("train",), ("distill",), ("train", "distill")
 _TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a mapping"}
 
 
-def _opt(default: Any, help: str, commands: tuple[str, ...] = BOTH, choices: tuple | None = None) -> Any:
+# Ranges of numeric options: (lowest, highest, whether the lowest itself is allowed).
+POSITIVE, NON_NEGATIVE, FRACTION = (0, None, False), (0, None, True), (0, 1, True)
+
+
+def _opt(default: Any, help: str, commands: tuple[str, ...] = BOTH, choices: tuple | None = None,
+         bounds: tuple | None = None) -> Any:
     factory = {"default_factory": lambda: dict(default)} if isinstance(default, dict) else {"default": default}
-    return field(**factory, metadata={"help": help, "commands": commands, "choices": choices})
+    return field(**factory, metadata={"help": help, "commands": commands, "choices": choices, "bounds": bounds})
 
 
 @dataclass
@@ -46,22 +51,22 @@ class TrainingConfig:
     method: str = _opt("fofa", "distillation method (see `fofakd methods`)", DISTILL)
     method_options: dict = _opt({}, "method options, KEY=VALUE (e.g. se_mode=gate)", DISTILL)
     # recipe
-    epochs: int = _opt(10, "training epochs")
-    batch_size: int = _opt(128, "batch size per process")
-    eval_batch_size: int = _opt(256, "evaluation batch size per process")
-    workers: int = _opt(2, "data loader workers for image files")
+    epochs: int = _opt(10, "training epochs", bounds=POSITIVE)
+    batch_size: int = _opt(128, "batch size per process", bounds=POSITIVE)
+    eval_batch_size: int = _opt(256, "evaluation batch size per process", bounds=POSITIVE)
+    workers: int = _opt(2, "data loader workers for image files", bounds=NON_NEGATIVE)
     opt: str = _opt("adamw", "optimiser (any timm optimiser name, e.g. sgd, adamw)")
-    lr: float = _opt(1e-3, "peak learning rate (per process batch; see the docs for scaling)")
-    min_lr: float = _opt(1e-5, "final learning rate of the schedule")
-    weight_decay: float = _opt(0.05, "weight decay (not applied to norms and biases)")
+    lr: float = _opt(1e-3, "peak learning rate (per process batch; see the docs for scaling)", bounds=POSITIVE)
+    min_lr: float = _opt(1e-5, "final learning rate of the schedule", bounds=NON_NEGATIVE)
+    weight_decay: float = _opt(0.05, "weight decay (not applied to norms and biases)", bounds=NON_NEGATIVE)
     momentum: float = _opt(0.9, "SGD momentum")
     sched: str = _opt("cosine", "learning-rate schedule, stepped every iteration", choices=("cosine", "step", "none"))
-    warmup_epochs: int = _opt(0, "linear warm-up epochs")
+    warmup_epochs: int = _opt(0, "linear warm-up epochs", bounds=NON_NEGATIVE)
     warmup_lr: float = _opt(1e-6, "learning rate at the start of warm-up")
     decay_epochs: float = _opt(30, "epochs between decays of the step schedule")
     decay_rate: float = _opt(0.1, "decay factor of the step schedule")
-    clip_grad: float | None = _opt(None, "clip the gradient norm to this value")
-    hflip: float = _opt(0.5, "horizontal flip probability")
+    clip_grad: float | None = _opt(None, "clip the gradient norm to this value", bounds=POSITIVE)
+    hflip: float = _opt(0.5, "horizontal flip probability", bounds=FRACTION)
     amp: str = _opt("none", "mixed precision: bf16 (CPU or GPU) or fp16 (GPU, with a grad scaler)",
                     choices=("none", "bf16", "fp16"))
     ema: bool = _opt(False, "keep an exponential moving average of the student")
@@ -89,18 +94,19 @@ class RunConfig(TrainingConfig):
     # data
     data: str = _opt("fashion-mnist", "data set", choices=("fashion-mnist", "cifar10", "cifar100", "imagefolder"))
     data_dir: str | None = _opt(None, "where the data set lives (default: its standard location)")
-    img_size: int | None = _opt(None, "input size models see (default: the data's own size)")
-    val_fraction: float = _opt(0.1, "fraction of the training split held out for validation (0: none)")
-    train_subset: int | None = _opt(None, "use only the first N training images")
-    val_subset: int | None = _opt(None, "use only the first N validation images")
-    test_subset: int | None = _opt(None, "use only the first N test images")
+    img_size: int | None = _opt(None, "input size models see (default: the data's own size)", bounds=POSITIVE)
+    val_fraction: float = _opt(0.1, "fraction of the training split held out for validation (0: none)",
+                                bounds=(0, 1, True))
+    train_subset: int | None = _opt(None, "use only the first N training images", bounds=POSITIVE)
+    val_subset: int | None = _opt(None, "use only the first N validation images", bounds=POSITIVE)
+    test_subset: int | None = _opt(None, "use only the first N test images", bounds=POSITIVE)
     # augmentation
-    smoothing: float = _opt(0.1, "label smoothing")
+    smoothing: float = _opt(0.1, "label smoothing", bounds=FRACTION)
     crop_padding: int = _opt(2, "random-crop padding in pixels for in-memory data (0: no crop)")
     rrc_scale: float | None = _opt(None, "random-resized crop with this smallest area fraction (e.g. 0.08) instead "
                                          "of the padded crop; image folders always use it (default 0.08)")
     randaugment: int | None = _opt(None, "RandAugment magnitude (e.g. 9); off by default")
-    reprob: float = _opt(0.0, "random-erasing probability")
+    reprob: float = _opt(0.0, "random-erasing probability", bounds=FRACTION)
     mixup: float = _opt(0.0, "mixup alpha (0: off)")
     cutmix: float = _opt(0.0, "cutmix alpha (0: off)")
 
@@ -143,6 +149,15 @@ def check_value(key: str, value: Any, schema: type = RunConfig) -> Any:
     choices = fields[key].metadata["choices"]
     if choices and value not in choices:
         raise FofakdError(f"config key '{key}' must be one of {', '.join(choices)}, got {value!r}.")
+    bounds = fields[key].metadata.get("bounds")
+    if bounds is not None:
+        low, high, low_allowed = bounds
+        if value < low or (value == low and not low_allowed) or (high is not None and value >= high):
+            if high is not None:
+                wanted = f"at least {low} and below {high}"
+            else:
+                wanted = f"{'at least' if low_allowed else 'above'} {low}"
+            raise FofakdError(f"config key '{key}' must be {wanted}, got {value!r}; fix its value.")
     return value
 
 
@@ -187,7 +202,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, command: str, schema: 
             continue
         flag = "--" + name.replace("_", "-")
         kind, _ = _base_type(name, schema)
-        common = {"dest": name, "default": argparse.SUPPRESS, "help": f.metadata["help"]}
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        shown = "" if default in (None, {}) or "(default" in f.metadata["help"] else f" (default: {default})"
+        common = {"dest": name, "default": argparse.SUPPRESS, "help": f.metadata["help"] + shown}
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
         elif kind is dict:

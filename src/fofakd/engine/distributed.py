@@ -8,6 +8,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from ..errors import FofakdError
+
 
 @dataclass
 class DistInfo:
@@ -28,6 +30,8 @@ class DistInfo:
 def pick_device(requested: str, local_rank: int = 0) -> torch.device:
     if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise FofakdError("--device cuda was asked for but this machine has no usable GPU; use --device cpu or auto.")
     return torch.device("cuda", local_rank)
 
 

@@ -206,9 +206,11 @@ class Trainer:
             values = dict(zip(names, torch.stack([out[k].detach().float().reshape(()) for k in names]).tolist()))
             bad = [k for k, v in values.items() if k.startswith("loss") and not math.isfinite(v)]
             if bad:
+                kept = ("the last good checkpoint is kept" if self.run_dir.last.is_file()
+                        else "no checkpoint was written yet")
                 raise FofakdError(
                     f"the loss became {values[bad[-1]]} at step {self.step + 1} (epoch {self.epoch + 1}) in "
-                    f"{', '.join(sorted(bad))}; the last good checkpoint is kept; lower --lr or set --clip-grad."
+                    f"{', '.join(sorted(bad))}; {kept}; lower --lr or set --clip-grad."
                 )
             self.optimizer.zero_grad(set_to_none=True)
             self._backward_and_step(out["loss"])
@@ -264,7 +266,10 @@ class Trainer:
         """Train to the last epoch (or `stop_after` epochs), then evaluate and write the bare student."""
         cfg = self.cfg
         if self.info.is_main and not cfg.resume:
-            self.run_dir.write_config(cfg.to_dict())
+            config = cfg.to_dict()
+            if self.command == "train":  # no teacher, no method: say so rather than show the distill default
+                config.update(method="scratch", method_options={})
+            self.run_dir.write_config(config)
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(self.run_dir.tensorboard), purge_step=self.epoch + 1) if self.info.is_main else None
