@@ -44,7 +44,7 @@ METHOD_OPTIONS = {
     "scratch": {},
     "kd": {"kd_weight": 1.0, "temperature": 1.0},
     "fitnet": {"fd_weight": 1.0},
-    "ofa": {"gamma": 1.0, "temperature": 1.0, "ofa_weight": 1.0, "kd_weight": 1.0},
+    "ofa": {"gamma": 1.0, "temperature": 1.0, "ofa_weight": 1.0, "final_weight": 1.0},
     "fofa": {"num_queries": 64, "dim": 512, "heads": 8, "preset": "fofakd", "se_mode": "bias", "kd_weight": 1.0,
              "fd_weight": 1.0, "reg_weight": 1.0, "temperature": 1.0},
 }

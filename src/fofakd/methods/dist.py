@@ -1,6 +1,7 @@
 """DIST: knowledge distillation from a stronger teacher by correlation (Huang et al., NeurIPS 2022)."""
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import torch
@@ -38,9 +39,10 @@ class DIST(Distiller):
         input_size: (C, H, W) of the training inputs.
         beta: Weight of the inter-class relation.
         gamma: Weight of the intra-class relation.
-        tau: Softmax temperature.
+        temperature: Softmax temperature.
         ce_weight: Weight of the task loss.
         label_smoothing: Label smoothing of the task loss.
+        tau: Deprecated name of `temperature` (kept for one release).
     """
 
     def __init__(
@@ -50,14 +52,19 @@ class DIST(Distiller):
         input_size: Sequence[int],
         beta: float = 1.0,
         gamma: float = 1.0,
-        tau: float = 1.0,
+        temperature: float = 1.0,
         ce_weight: float = 1.0,
         label_smoothing: float = 0.0,
+        tau: float | None = None,
     ):
         super().__init__(teacher, student, input_size, ce_weight=ce_weight, label_smoothing=label_smoothing)
-        self.beta, self.gamma, self.tau = beta, gamma, tau
+        if tau is not None:
+            warnings.warn("DIST's option 'tau' is now 'temperature'; 'tau' will be removed in the next release.",
+                          DeprecationWarning, stacklevel=2)
+            temperature = tau
+        self.beta, self.gamma, self.temperature = beta, gamma, temperature
 
     def distill(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, LossParts]:
         logits = self.student(images)
-        inter, intra = dist_parts(logits, self.teacher_logits(images), self.tau)
+        inter, intra = dist_parts(logits, self.teacher_logits(images), self.temperature)
         return logits, {"loss_inter": (self.beta, inter), "loss_intra": (self.gamma, intra)}

@@ -1,6 +1,7 @@
 """OFA: One-for-All heterogeneous distillation in logit space (Hao et al., NeurIPS 2023)."""
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import torch
@@ -44,7 +45,7 @@ def ofa_loss(
 
 @register_method("ofa")
 class OFA(Distiller):
-    """`ce_weight * CE + kd_weight * OFA(z_S) + ofa_weight * sum_i OFA(branch_i(S_i))`.
+    """`ce_weight * CE + final_weight * OFA(z_S) + ofa_weight * sum_i OFA(branch_i(S_i))`.
 
     Args:
         teacher: Teacher; frozen.
@@ -54,12 +55,13 @@ class OFA(Distiller):
         gamma: Target-enhancement exponent: one value, or one per branch (the final logits use the last).
             OFA uses 1 on CIFAR-100 and 1.5 on ImageNet for most pairs.
         temperature: Softmax temperature.
-        ofa_weight: Weight of the branch losses.
-        kd_weight: Weight of the OFA loss on the final logits.
+        ofa_weight: Weight of the exit branches' loss (`loss_ofa_branches`).
+        final_weight: Weight of OFA's loss on the final logits (`loss_ofa_final`).
         ce_weight: Weight of the task loss.
         label_smoothing: Label smoothing of the task loss.
         student_stages: Student feature indices overriding the defaults.
         form: "code" (the OFA authors' loss, default) or "paper" (the formula printed in the paper).
+        kd_weight: Deprecated name of `final_weight` (kept for one release).
     """
 
     def __init__(
@@ -71,13 +73,18 @@ class OFA(Distiller):
         gamma: float | Sequence[float] = 1.0,
         temperature: float = 1.0,
         ofa_weight: float = 1.0,
-        kd_weight: float = 1.0,
+        final_weight: float = 1.0,
         ce_weight: float = 1.0,
         label_smoothing: float = 0.0,
         student_stages: Sequence[int] | None = None,
         form: str = "code",
+        kd_weight: float | None = None,
     ):
         super().__init__(teacher, student, input_size, ce_weight=ce_weight, label_smoothing=label_smoothing)
+        if kd_weight is not None:
+            warnings.warn("OFA's option 'kd_weight' is now 'final_weight'; 'kd_weight' will be removed in the next "
+                          "release.", DeprecationWarning, stacklevel=2)
+            final_weight = kd_weight
         if form not in OFA_FORMS:
             raise FofakdError(f"OFA form '{form}' is not known; use one of {', '.join(OFA_FORMS)}.")
         self.form = form
@@ -89,7 +96,7 @@ class OFA(Distiller):
                 f"gamma has {len(gammas)} values for {len(self.positions)} exit branches; give one value or one each."
             )
         self.gammas = gammas
-        self.temperature, self.ofa_weight, self.kd_weight = temperature, ofa_weight, kd_weight
+        self.temperature, self.ofa_weight, self.final_weight = temperature, ofa_weight, final_weight
         num_classes = student.num_classes  # every timm classifier model has it
         last_s, last_t = self.student_stages[-1], discover_stages(self.teacher, self.input_size)[-1]
         width = max(last_s.channels, last_t.channels) if last_s.form == "map" else last_s.channels
@@ -107,4 +114,5 @@ class OFA(Distiller):
             for p, g in zip(self.positions, self.gammas)
         )
         loss_final = ofa_loss(logits, teacher_logits, labels, self.gammas[-1], self.temperature, self.form)
-        return logits, {"loss_kd": (self.kd_weight, loss_final), "loss_ofa": (self.ofa_weight, loss_branches)}
+        return logits, {"loss_ofa_final": (self.final_weight, loss_final),
+                        "loss_ofa_branches": (self.ofa_weight, loss_branches)}
