@@ -242,3 +242,34 @@ def test_a_nan_before_the_first_checkpoint_says_none_was_kept(tmp_path, capsys, 
     err = _fails_cleanly(["train", "--model", "resnet10t", "--out", str(tmp_path / "r"), *SMALL], capsys,
                          "no checkpoint was written yet")
     assert "last good checkpoint" not in err
+
+
+def test_export_refuses_a_folder_and_an_existing_file_unless_told(teacher, tmp_path, capsys):
+    out = tmp_path / "s.pt"
+    _fails_cleanly(["export", "--checkpoint", str(teacher), "--format", "torchscript", "--out", str(tmp_path)],
+                   capsys, "is a folder; give the file to write")
+    out.write_bytes(b"keep me")
+    _fails_cleanly(["export", "--checkpoint", str(teacher), "--format", "torchscript", "--out", str(out)], capsys,
+                   "already exists; pass --overwrite")
+    assert out.read_bytes() == b"keep me"
+    assert main(["export", "--checkpoint", str(teacher), "--format", "torchscript", "--out", str(out),
+                 "--overwrite"]) == 0
+    assert out.read_bytes() != b"keep me"
+
+
+def test_report_refuses_a_file_as_its_folder(teacher, tmp_path, capsys):
+    out = tmp_path / "report.md"
+    out.write_text("mine")
+    _fails_cleanly(["report", str(teacher), "--out", str(out)], capsys, "is a file; the report needs a folder")
+    assert out.read_text() == "mine"
+
+
+def test_weights_follow_the_umask(teacher, tmp_path):
+    previous = os.umask(0o022)
+    try:
+        assert main(["export", "--checkpoint", str(teacher), "--format", "safetensors",
+                     "--out", str(tmp_path / "s.safetensors")]) == 0
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "s.safetensors").stat().st_mode & 0o777 == 0o644
+    assert (teacher / "student.safetensors").stat().st_mode & 0o044 == 0o044  # others may read a shared run

@@ -71,6 +71,10 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 def _cmd_report(args: argparse.Namespace) -> None:
     from .reports.report import markdown_table, write_report
 
+    from pathlib import Path
+
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise FofakdError(f"--out '{args.out}' is a file; the report needs a folder (it writes report.md and plots).")
     results = write_report(args.runs, args.out, title=args.title)
     print(markdown_table(results["table"]))
     print(f"report: {args.out}/report.md")
@@ -85,7 +89,7 @@ def _cmd_attention(args: argparse.Namespace) -> None:
 def _cmd_export(args: argparse.Namespace) -> None:
     from .engine.export import export_student
 
-    print(json.dumps(export_student(args.checkpoint, args.format, args.out)))
+    print(json.dumps(export_student(args.checkpoint, args.format, args.out, overwrite=args.overwrite)))
 
 
 def _cmd_recipes(args: argparse.Namespace) -> None:
@@ -130,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--checkpoint", required=True, help="run directory, student.safetensors or checkpoint .pt")
     export.add_argument("--format", required=True, choices=("onnx", "torchscript", "safetensors"))
     export.add_argument("--out", required=True, help="output file")
+    export.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     export.set_defaults(func=_cmd_export)
 
     demo = sub.add_parser("demo", help="distil a CNN into a small ViT on Fashion-MNIST with scratch, kd, ofa, fofa")

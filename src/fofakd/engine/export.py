@@ -45,12 +45,21 @@ def _model_from_spec(spec: dict[str, Any], weights: Path | None = None) -> nn.Mo
     return model_from_spec(spec, checkpoint=weights)
 
 
-def export_student(checkpoint: str | Path, fmt: str, out: str | Path) -> dict[str, Any]:
+def export_student(checkpoint: str | Path, fmt: str, out: str | Path, overwrite: bool = False) -> dict[str, Any]:
     """Write the student in `fmt` to `out`; for ONNX and TorchScript, also the largest output difference to
     PyTorch on random input."""
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer chatter about shape-dependent branches in timm models
+        check_export_target(Path(out), overwrite)
         return _export(checkpoint, fmt, out)
+
+
+def check_export_target(out: Path, overwrite: bool) -> None:
+    """Refuse a folder, or an existing file unless `overwrite`, before anything is loaded or written."""
+    if out.is_dir():
+        raise FofakdError(f"--out '{out}' is a folder; give the file to write, e.g. '{out / 'student.onnx'}'.")
+    if out.exists() and not overwrite:
+        raise FofakdError(f"'{out}' already exists; pass --overwrite to replace it, or choose another --out.")
 
 
 def _export(checkpoint: str | Path, fmt: str, out: str | Path) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -63,11 +64,19 @@ class RunDir:
         (self.path / name).write_text(json.dumps(data, indent=2) + "\n")
 
 
+def follow_umask(path: str | Path) -> None:
+    """Give a file the mode the user's umask asks for (safetensors writes its files 0600, readable by no one else)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def save_student(student: torch.nn.Module, spec: dict[str, Any], folder: str | Path) -> Path:
     """The bare student as student.safetensors plus student.json (what eval and export rebuild it from)."""
     folder = Path(folder)
     state = {k: v.detach().cpu().contiguous() for k, v in student.state_dict().items()}
     save_file(state, str(folder / "student.safetensors"), metadata={"model": spec["model"]})
+    follow_umask(folder / "student.safetensors")
     (folder / "student.json").write_text(json.dumps(spec, indent=2) + "\n")
     return folder / "student.safetensors"
 
