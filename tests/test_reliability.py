@@ -273,3 +273,32 @@ def test_weights_follow_the_umask(teacher, tmp_path):
         os.umask(previous)
     assert (tmp_path / "s.safetensors").stat().st_mode & 0o777 == 0o644
     assert (teacher / "student.safetensors").stat().st_mode & 0o044 == 0o044  # others may read a shared run
+
+
+def test_a_live_run_holds_its_folder_and_a_stale_lock_is_cleared(teacher, tmp_path, capsys):
+    import socket
+
+    out = tmp_path / "r"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / ".fofakd.lock").write_text(f"{holder.pid} {socket.gethostname()}\n")
+        _fails_cleanly(_distill_args(teacher, out), capsys, f"is in use by another fofakd run (pid {holder.pid})")
+        assert sorted(p.name for p in out.iterdir()) == [".fofakd.lock"]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main(_distill_args(teacher, out)) == 0  # the holder is gone: its lock is stale and cleared
+    assert (out / "summary.json").is_file() and not (out / ".fofakd.lock").exists()
+
+
+def test_a_run_that_failed_before_its_first_checkpoint_restarts_with_the_same_command(tmp_path, capsys, monkeypatch):
+    import fofakd.methods.base as base
+
+    args = ["train", "--model", "resnet10t", "--out", str(tmp_path / "r"), *SMALL]
+    real = base.task_loss
+    monkeypatch.setattr(base, "task_loss", lambda *a, **k: torch.tensor(float("nan")))
+    _fails_cleanly(args, capsys, "no checkpoint was written yet")
+    monkeypatch.setattr(base, "task_loss", real)
+    assert main(args) == 0
+    assert (tmp_path / "r" / "summary.json").is_file()

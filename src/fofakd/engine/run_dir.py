@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +30,69 @@ class RunDir:
         self.tensorboard = self.path / "tensorboard"
 
     def holds_run(self) -> bool:
-        return any((self.path / name).exists() for name in (*RUN_FILES, *RUN_DIRS))
+        """Whether the folder holds something worth keeping: a checkpoint or a finished run's results. The leftovers
+        of a run that failed before its first checkpoint are not, so the same command can start it again."""
+        return any(p.exists() for p in (self.last, self.path / "summary.json", self.path / "student.safetensors"))
+
+    @property
+    def lock_file(self) -> Path:
+        return self.path / ".fofakd.lock"
+
+    def _live_holder(self) -> str | None:
+        """'pid N on HOST' of the live run holding the folder, or None (no lock, or a stale one from a killed run)."""
+        try:
+            pid_text, host = self.lock_file.read_text().split()
+            pid = int(pid_text)
+        except (OSError, ValueError):
+            return None
+        if host != socket.gethostname():
+            return f"pid {pid} on {host}"  # another machine's process cannot be checked: assume it lives
+        if pid == os.getpid():
+            return None  # left by an earlier run of this very process that ended without releasing it
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass  # alive, another user's
+        return f"pid {pid}"
+
+    def acquire(self) -> None:
+        """Take the folder's lock, clearing a stale one; refuse when a live run holds it."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.lock_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._live_holder()
+                if holder is not None:
+                    raise FofakdError(f"'{self.path}' is in use by another fofakd run ({holder}); wait for it to "
+                                      "end or stop it, or choose another --out.") from None
+                self.lock_file.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{os.getpid()} {socket.gethostname()}\n")
+            return
+        raise FofakdError(f"could not take the lock of '{self.path}'; remove {self.lock_file.name} and try again.")
+
+    def release(self) -> None:
+        if self._owns_lock():
+            self.lock_file.unlink(missing_ok=True)
+
+    def _owns_lock(self) -> bool:
+        try:
+            return int(self.lock_file.read_text().split()[0]) == os.getpid()
+        except (OSError, ValueError, IndexError):
+            return False
 
     def check(self, resume: bool, overwrite: bool) -> None:
         """Refuse a directory the run may not use; changes nothing."""
         if self.path.exists() and not self.path.is_dir():
             raise FofakdError(f"output path '{self.path}' is a file; choose a directory for --out.")
+        holder = self._live_holder() if self.lock_file.exists() else None
+        if holder is not None:
+            raise FofakdError(f"'{self.path}' is in use by another fofakd run ({holder}); wait for it to end or stop "
+                              "it, or choose another --out.")
         if resume:
             if not self.last.is_file():
                 raise FofakdError(f"there is no checkpoint to resume in '{self.path}' (no checkpoints/last.pt); "

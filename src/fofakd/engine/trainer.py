@@ -74,6 +74,8 @@ class Trainer:
                 broadcast_buffers=False, find_unused_parameters=self.method == "fofa",
             )
         # Only now, with data and models built (so a typo cannot cost the old run), may an old run be replaced.
+        if self.info.is_main:
+            self.run_dir.acquire()  # released when fit() ends, however it ends
         if self.info.is_main and not cfg.resume:
             self.run_dir.start_new()
         barrier(self.info)
@@ -290,6 +292,8 @@ class Trainer:
         finally:
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
+            if self.info.is_main:
+                self.run_dir.release()
 
     def _run_epoch(self, writer: Any) -> dict[str, Any]:
         stats = self._train_epoch()
