@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+import yaml
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -302,3 +303,38 @@ def test_a_run_that_failed_before_its_first_checkpoint_restarts_with_the_same_co
     monkeypatch.setattr(base, "task_loss", real)
     assert main(args) == 0
     assert (tmp_path / "r" / "summary.json").is_file()
+
+
+def _kd_args(teacher, out):
+    return ["distill", "--teacher-checkpoint", str(teacher), "--method", "kd", "--student", "resnet10t",
+            "--out", str(out), *SMALL]
+
+
+def test_resume_needs_only_the_folder_and_may_extend_the_epochs(teacher, tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main([*_kd_args(teacher, out), "--stop-after", "1"]) == 0
+    capsys.readouterr()
+    assert main(["distill", "--out", str(out), "--resume", "--epochs", "3"]) == 0
+    assert f"resuming {out} at epoch 2, step 4" in capsys.readouterr().out
+    assert yaml.safe_load((out / "config.yaml").read_text())["epochs"] == 3
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r["epochs"]) for r in rows] == [(1, 2), (2, 3), (3, 3)]
+
+
+def test_resume_refuses_a_setting_that_differs_from_the_run(teacher, tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main([*_kd_args(teacher, out), "--stop-after", "1"]) == 0
+    before = (out / "checkpoints" / "last.pt").read_bytes()
+    _fails_cleanly(["distill", "--out", str(out), "--resume", "--lr", "0.1"], capsys,
+                   "--lr 0.1 differs from the run's config.yaml (0.002)")
+    assert (out / "checkpoints" / "last.pt").read_bytes() == before
+
+
+def test_a_copied_run_resumes_in_its_own_folder(teacher, tmp_path):
+    import shutil
+
+    original, copy = tmp_path / "a", tmp_path / "b"
+    assert main([*_kd_args(teacher, original), "--stop-after", "1"]) == 0
+    shutil.copytree(original, copy)
+    assert main(["distill", "--config", str(copy / "config.yaml"), "--resume"]) == 0
+    assert (copy / "summary.json").is_file() and not (original / "summary.json").exists()

@@ -213,12 +213,43 @@ def add_config_arguments(parser: argparse.ArgumentParser, command: str, schema: 
             parser.add_argument(flag, type=kind, choices=f.metadata["choices"], **common)
 
 
+# What a resumed run may change; every other flag given with --resume must agree with the run's config.yaml.
+RESUME_MAY_CHANGE = ("epochs", "stop_after", "device", "workers", "eval_batch_size", "resume", "out", "overwrite")
+
+
 def config_from_args(args: argparse.Namespace) -> Any:
-    """The config of a parsed command line (its class set by `add_config_arguments`)."""
+    """The config of a parsed command line (its class set by `add_config_arguments`).
+
+    With --resume the run's own config.yaml is the base (found through --out, or given as --config), so
+    `--out DIR --resume` is enough; flags may change what `RESUME_MAY_CHANGE` names and must agree otherwise.
+    """
     schema = getattr(args, "config_schema", RunConfig)
     fields = fields_of(schema)
     overrides = {k: v for k, v in vars(args).items() if k in fields}
     for key, value in list(overrides.items()):
         if _base_type(key, schema)[0] is dict:
             overrides[key] = parse_key_values(value)
-    return build_config(overrides, getattr(args, "config", None), schema)
+    config_file = getattr(args, "config", None)
+    if overrides.get("resume"):
+        run_config = _run_config(config_file, overrides.get("out"))
+        if run_config is not None:
+            config_file = run_config
+            overrides.setdefault("out", str(run_config.parent))  # a copied run resumes where its config.yaml is
+            overrides.setdefault("stop_after", None)  # belongs to the invocation that stopped, not to the run
+            overrides.setdefault("overwrite", False)
+            saved = load_yaml(run_config, schema)
+            for key, value in overrides.items():
+                if key not in RESUME_MAY_CHANGE and key in saved and saved[key] != value:
+                    raise FofakdError(
+                        f"--{key.replace('_', '-')} {value!r} differs from the run's config.yaml ({saved[key]!r}); a "
+                        f"resumed run keeps its settings except {', '.join(RESUME_MAY_CHANGE[:5])}."
+                    )
+    return build_config(overrides, config_file, schema)
+
+
+def _run_config(config_file: str | None, out: str | None) -> Path | None:
+    """The config.yaml of the run being resumed: --config when it is a run's, else the one in --out."""
+    for candidate in (Path(config_file) if config_file else None, Path(out) / "config.yaml" if out else None):
+        if candidate is not None and candidate.name == "config.yaml" and (candidate.parent / "checkpoints").is_dir():
+            return candidate
+    return None

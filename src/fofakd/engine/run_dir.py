@@ -112,6 +112,12 @@ class RunDir:
     def write_config(self, config: dict[str, Any]) -> None:
         (self.path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
+    def update_config(self, changes: dict[str, Any]) -> None:
+        """Rewrite config.yaml with `changes` (what a resumed run may change)."""
+        path = self.path / "config.yaml"
+        if path.is_file():
+            self.write_config({**(yaml.safe_load(path.read_text()) or {}), **changes})
+
     def write_metrics(self, history: list[dict[str, Any]]) -> None:
         """Rewrite metrics.jsonl from the run's history (so a resumed run never duplicates an epoch)."""
         tmp = self.metrics.with_suffix(".tmp")

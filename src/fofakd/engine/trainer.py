@@ -87,6 +87,11 @@ class Trainer:
         self.stop_signal = 0
         if cfg.resume:
             self._restore()
+            if self.info.is_main:  # --epochs may grow on resume: the run's config.yaml says what it now runs to
+                self.run_dir.update_config({"epochs": cfg.epochs})
+            self._log(f"resuming {self.run_dir.path} at epoch {self.epoch + 1}, step {self.step}")
+        else:
+            self._log(f"run directory: {self.run_dir.path}")
 
     # ------------------------------------------------------------------------------------ task-specific parts
     score_key = "val_top1"  # the validation metric that picks checkpoints/best.pt (higher is better)
@@ -298,7 +303,7 @@ class Trainer:
     def _run_epoch(self, writer: Any) -> dict[str, Any]:
         stats = self._train_epoch()
         lr = self.optimizer.param_groups[0]["lr"]
-        row: dict[str, Any] = {"epoch": self.epoch + 1, "lr": lr, **stats}
+        row: dict[str, Any] = {"epoch": self.epoch + 1, "epochs": self.cfg.epochs, "lr": lr, **stats}
         if self.data.val is not None:
             row.update(self._validate(self.distiller.student))
             if self.ema:
@@ -314,7 +319,7 @@ class Trainer:
         if self.info.is_main:
             self.run_dir.write_metrics(self.history)
             for key, value in row.items():
-                if key != "epoch":
+                if key not in ("epoch", "epochs"):
                     writer.add_scalar(key, value, self.epoch)
             writer.flush()
         barrier(self.info)
