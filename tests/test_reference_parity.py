@@ -1,6 +1,7 @@
 """fofakd's FOFA modules against numbers made by the authors' code (tests/fixtures/reference, see its README)."""
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ from fofakd.modules.prompts import AdaptiveFeedbackPrompt
 from fofakd.modules.raa import RegionAwareAttention
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reference"
+sys.path.insert(0, str(FIXTURES))
+from seeding import seeded  # noqa: E402  (the fixture generator's own draw)
 CASES = json.loads((FIXTURES / "modules.json").read_text())
 TENSORS = load_file(str(FIXTURES / "modules.safetensors"))
 
@@ -171,18 +174,6 @@ def authors_name(ours: str, token_aligner: bool, name_of_teacher: str = "") -> s
     if name.startswith("teacher.head.fc.") and "swin" in name_of_teacher:
         name = name.replace("teacher.head.fc.", "teacher.head.")
     return name
-
-
-def seeded(name, shape):
-    """The fixture's parameter draw (make_fixtures.py): a generator seeded by the authors' parameter name."""
-    import zlib
-
-    g = torch.Generator().manual_seed(zlib.crc32(name.encode()))
-    if len(shape) > 1:
-        return torch.randn(shape, generator=g) / math.sqrt(math.prod(shape[1:]))
-    if name.endswith("weight"):
-        return 1 + 0.1 * torch.randn(shape, generator=g)
-    return 0.1 * torch.randn(shape, generator=g)
 
 
 @pytest.mark.parametrize("use_window_sums", [False, True])
