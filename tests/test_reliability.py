@@ -338,3 +338,12 @@ def test_a_copied_run_resumes_in_its_own_folder(teacher, tmp_path):
     shutil.copytree(original, copy)
     assert main(["distill", "--config", str(copy / "config.yaml"), "--resume"]) == 0
     assert (copy / "summary.json").is_file() and not (original / "summary.json").exists()
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--method-options", "temperature=hot"], "method 'kd' option 'temperature' must be a number, got 'hot'"),
+    (["--student-kwargs", "in_chans=3"], "--student-kwargs cannot set in_chans: fofakd sets it from the data"),
+])
+def test_bad_method_options_and_model_kwargs_are_named(teacher, tmp_path, capsys, flags, message):
+    _fails_cleanly([*_kd_args(teacher, tmp_path / "r"), *flags], capsys, message)
+    assert not (tmp_path / "r").exists()

@@ -32,6 +32,13 @@ def build_run_models(cfg: RunConfig, command: str, data: DataBundle) -> tuple[nn
     """(teacher or None, student, student spec) for `fofakd train` or `fofakd distill`."""
     common = dict(num_classes=data.num_classes, in_chans=data.in_chans, img_size=data.img_size,
                   pretrained=cfg.pretrained, reset_head=cfg.reset_head)
+    for flag, kwargs in (("model", cfg.model_kwargs), ("teacher", cfg.teacher_kwargs), ("student", cfg.student_kwargs)):
+        taken = sorted(set(kwargs) & {*common, "checkpoint"})
+        if taken:
+            raise FofakdError(
+                f"--{flag}-kwargs cannot set {', '.join(taken)}: fofakd sets it from the data ({data.num_classes} "
+                f"classes, {data.in_chans} channels, {data.img_size} px) or from its own flag; leave it out."
+            )
     if command == "train":
         if not cfg.model:
             raise FofakdError("fofakd train needs --model NAME (a timm model name).")

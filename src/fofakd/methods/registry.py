@@ -59,4 +59,25 @@ def build_distiller(
         raise FofakdError(
             f"method '{name}' has no option {', '.join(unknown)}; its options are {', '.join(sorted(known))}."
         )
+    for key, value in options.items():
+        _check_option_type(name, key, value, known[key])
     return cls(teacher=teacher, student=student, input_size=input_size, **options)
+
+
+def _check_option_type(method: str, key: str, value: object, default: object) -> None:
+    """A single value for an option whose default is a number, a string or a flag must be of the same kind (ints
+    widen to floats); options whose default is None, and lists, are left to the method."""
+    if default is None or value is None or isinstance(value, (list, tuple, dict)):
+        return  # several kinds allowed (OFA's gamma takes one number or one per branch): the method checks
+    if isinstance(default, bool):
+        ok, kind = isinstance(value, bool), "true or false"
+    elif isinstance(default, (int, float)):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = ok and (isinstance(default, float) or isinstance(value, int))
+        kind = "a number" if isinstance(default, float) else "an integer"
+    elif isinstance(default, str):
+        ok, kind = isinstance(value, str), "a string"
+    else:
+        return
+    if not ok:
+        raise FofakdError(f"method '{method}' option '{key}' must be {kind}, got {value!r}; fix its value.")
