@@ -57,6 +57,12 @@ class RunDir:
             pass  # alive, another user's
         return f"pid {pid}"
 
+    def _refuse_if_held(self) -> None:
+        holder = self._live_holder()
+        if holder is not None:
+            raise FofakdError(f"'{self.path}' is in use by another fofakd run ({holder}); wait for it to end or stop "
+                              "it, or choose another --out.")
+
     def acquire(self) -> None:
         """Take the folder's lock, clearing a stale one; refuse when a live run holds it."""
         self.path.mkdir(parents=True, exist_ok=True)
@@ -64,10 +70,7 @@ class RunDir:
             try:
                 fd = os.open(self.lock_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                holder = self._live_holder()
-                if holder is not None:
-                    raise FofakdError(f"'{self.path}' is in use by another fofakd run ({holder}); wait for it to "
-                                      "end or stop it, or choose another --out.") from None
+                self._refuse_if_held()
                 self.lock_file.unlink(missing_ok=True)  # stale: its process is gone
                 continue
             with os.fdopen(fd, "w") as f:
@@ -89,10 +92,7 @@ class RunDir:
         """Refuse a directory the run may not use; changes nothing."""
         if self.path.exists() and not self.path.is_dir():
             raise FofakdError(f"output path '{self.path}' is a file; choose a directory for --out.")
-        holder = self._live_holder() if self.lock_file.exists() else None
-        if holder is not None:
-            raise FofakdError(f"'{self.path}' is in use by another fofakd run ({holder}); wait for it to end or stop "
-                              "it, or choose another --out.")
+        self._refuse_if_held()
         if resume:
             if not self.last.is_file():
                 raise FofakdError(f"there is no checkpoint to resume in '{self.path}' (no checkpoints/last.pt); "
