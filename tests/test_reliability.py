@@ -347,3 +347,25 @@ def test_a_copied_run_resumes_in_its_own_folder(teacher, tmp_path):
 def test_bad_method_options_and_model_kwargs_are_named(teacher, tmp_path, capsys, flags, message):
     _fails_cleanly([*_kd_args(teacher, tmp_path / "r"), *flags], capsys, message)
     assert not (tmp_path / "r").exists()
+
+
+def test_checkpoints_leave_the_teacher_out_and_a_changed_teacher_is_refused_on_resume(teacher, tmp_path, capsys):
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from fofakd.engine.checkpoint import load_checkpoint
+
+    own_teacher, out = tmp_path / "teacher", tmp_path / "r"
+    shutil.copytree(teacher, own_teacher)
+    assert main([*_kd_args(own_teacher, out), "--stop-after", "1"]) == 0
+    state = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert not any(k.startswith("teacher.") for k in state["distiller"])
+    assert state["teacher"]["source"] == str(own_teacher) and len(state["teacher"]["sha256"]) == 64
+    weights = own_teacher / "student.safetensors"
+    changed = {k: v + 1 if v.is_floating_point() else v for k, v in load_file(str(weights)).items()}
+    save_file(changed, str(weights))
+    before = (out / "checkpoints" / "last.pt").read_bytes()
+    _fails_cleanly(["distill", "--out", str(out), "--resume"], capsys,
+                   "the teacher's weights (" + str(own_teacher) + ") differ from those this run started with")
+    assert (out / "checkpoints" / "last.pt").read_bytes() == before

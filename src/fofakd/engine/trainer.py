@@ -16,6 +16,7 @@ from tqdm import tqdm
 from ..data import build_data
 from ..errors import FofakdError, RunInterrupted
 from ..methods import build_distiller
+from ..models.checkpoint import state_fingerprint
 from .builder import build_optimizer, build_run_models, build_scheduler
 from .checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
 from .config import TrainingConfig
@@ -52,6 +53,10 @@ class Trainer:
 
         self.method = "scratch" if command == "train" else cfg.method
         self._build_parts()
+        teacher = self.distiller.teacher
+        # Checkpoints leave the frozen teacher out; they record where it came from and what it held instead.
+        self.teacher_record = {"source": cfg.teacher_checkpoint or f"{cfg.teacher} (timm weights)",
+                               "sha256": state_fingerprint(teacher)} if teacher is not None else None
         if cfg.channels_last:
             self.distiller.to(memory_format=torch.channels_last)
         if cfg.sync_bn and self.info.enabled:
@@ -128,6 +133,7 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler else {},
             "ema": self.ema.module.state_dict() if self.ema else {},
             "rng": rng_state(), "config": self.cfg.to_dict(), "student_spec": self.spec,
+            "teacher": self.teacher_record,
         }
 
     def _process_file(self) -> Any:
@@ -146,6 +152,12 @@ class Trainer:
         state = load_checkpoint(self.run_dir.last)
         own = self._process_file()
         process_state = load_checkpoint(own) if self.info.rank > 0 and own.is_file() else state
+        saved_teacher = state.get("teacher")
+        if saved_teacher and self.teacher_record and saved_teacher["sha256"] != self.teacher_record["sha256"]:
+            raise FofakdError(
+                f"the teacher's weights ({self.teacher_record['source']}) differ from those this run started with "
+                f"({saved_teacher['source']}); resume with the same teacher, or start a new run with --overwrite."
+            )
         teacher_keys = {k: v for k, v in self.distiller.state_dict().items() if k.startswith("teacher.")}
         try:
             self.distiller.load_state_dict({**process_state["distiller"], **teacher_keys})

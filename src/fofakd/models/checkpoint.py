@@ -1,6 +1,7 @@
 """Safe checkpoint reading and loading into timm models (never unpickles arbitrary objects)."""
 from __future__ import annotations
 
+import hashlib
 import pickle
 import sys
 from pathlib import Path
@@ -16,6 +17,16 @@ from ..errors import FofakdError
 # Keys under which training scripts (timm's train.py, torchvision references, fofakd, Lightning) nest weights.
 _NESTED_KEYS = ("state_dict", "model", "student", "module", "net")
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")
+
+
+def state_fingerprint(module: nn.Module) -> str:
+    """SHA-256 of a module's state dict (names, dtypes, shapes and values), to tell two sets of weights apart."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
