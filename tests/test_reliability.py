@@ -102,13 +102,35 @@ def test_empty_class_folder(tmp_path, capsys):
                     "--out", str(tmp_path / "r")], capsys, "is empty")
 
 
-def test_corrupt_image_is_skipped_with_a_warning(tmp_path):
+def test_corrupt_image_is_skipped_with_one_plain_line(tmp_path, capfd):
     _image_folder(tmp_path / "data", corrupt=True)
-    with pytest.warns(UserWarning, match="broken.png"):
-        code = main(["train", "--model", "resnet10t", "--data", "imagefolder", "--data-dir", str(tmp_path / "data"),
-                     "--img-size", "32", "--batch-size", "3", "--epochs", "1", "--workers", "0",
-                     "--out", str(tmp_path / "r")])
+    code = main(["train", "--model", "resnet10t", "--data", "imagefolder", "--data-dir", str(tmp_path / "data"),
+                 "--img-size", "32", "--batch-size", "3", "--epochs", "1", "--workers", "0",
+                 "--out", str(tmp_path / "r")])
     assert code == 0
+    lines = [line for line in capfd.readouterr().err.splitlines() if "broken.png" in line]
+    assert lines and all(line.startswith("fofakd: warning: skipping unreadable image") for line in lines)
+
+
+def test_a_one_class_folder_is_refused(tmp_path, capsys):
+    for split in ("train", "val"):
+        (tmp_path / "data" / split / "only").mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "data" / split / "only" / "0.png")
+    _fails_cleanly(["train", "--model", "resnet10t", "--data", "imagefolder", "--data-dir", str(tmp_path / "data"),
+                    "--out", str(tmp_path / "r")], capsys, "has one class folder ('only'); a classifier needs")
+
+
+def test_eval_of_a_folder_run_finds_its_images_and_names_the_split(tmp_path, capsys):
+    _image_folder(tmp_path / "data")
+    out = tmp_path / "r"
+    assert main(["train", "--model", "resnet10t", "--data", "imagefolder", "--data-dir", str(tmp_path / "data"),
+                 "--img-size", "32", "--batch-size", "4", "--epochs", "1", "--workers", "0", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["test_split"], summary["test_samples"]) == ("val", 8)
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(out)]) == 0  # no --data-dir: the run recorded it
+    result = json.loads(capsys.readouterr().out)
+    assert (result["split"], result["samples"]) == ("val", 8)  # no test/ folder: val/ is what was scored
 
 
 @pytest.mark.parametrize("args,message", [

@@ -41,7 +41,7 @@ def _cmd_fit(args: argparse.Namespace) -> None:
 def _cmd_eval(args: argparse.Namespace) -> None:
     import torch
 
-    from .data import build_data
+    from .data import build_eval_data
     from .engine.config import build_config
     from .engine.evaluate import evaluate
     from .engine.export import load_student
@@ -49,17 +49,19 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     model, spec, _ = load_student(args.checkpoint)
     if spec.get("task") == "detection":
         raise FofakdError(f"'{args.checkpoint}' holds a detector; evaluate it with `fofakd detect eval`.")
-    options = {"data": args.data or spec["data"], "img_size": spec["img_size"], "eval_batch_size": args.batch_size,
-               "batch_size": 1, "val_fraction": 0.0, "train_subset": 1, "test_subset": args.subset}
-    if args.data_dir:
-        options["data_dir"] = args.data_dir
-    data = build_data(build_config(options))
+    data_name = args.data or spec["data"]
+    options = {"data": data_name, "img_size": spec["img_size"], "eval_batch_size": args.batch_size,
+               "test_subset": args.subset}
+    data_dir = args.data_dir or (spec.get("data_dir") if data_name == spec["data"] else None)
+    if data_dir:
+        options["data_dir"] = data_dir
+    data = build_eval_data(build_config(options))
     if data.num_classes != spec["num_classes"] or data.in_chans != spec["in_chans"]:
         raise FofakdError(f"the student was trained for {spec['num_classes']} classes and {spec['in_chans']} channels "
                           f"but '{options['data']}' has {data.num_classes} and {data.in_chans}; pick matching data.")
     result = evaluate(model, data.test, torch.device("cpu"))
     print(json.dumps({"top1": result["top1"], "top5": result["top5"], "samples": result["samples"],
-                      "data": options["data"], "split": "test"}))
+                      "data": options["data"], "split": data.test_split}))
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
@@ -89,7 +91,8 @@ def _cmd_attention(args: argparse.Namespace) -> None:
 def _cmd_export(args: argparse.Namespace) -> None:
     from .engine.export import export_student
 
-    print(json.dumps(export_student(args.checkpoint, args.format, args.out, overwrite=args.overwrite)))
+    print(json.dumps(export_student(args.checkpoint, args.format, args.out, overwrite=args.overwrite,
+                                    fold_normalisation=args.fold_normalisation)))
 
 
 def _cmd_recipes(args: argparse.Namespace) -> None:
@@ -135,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", required=True, choices=("onnx", "torchscript", "safetensors"))
     export.add_argument("--out", required=True, help="output file")
     export.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    export.add_argument("--fold-normalisation", action="store_true",
+                        help="ONNX/TorchScript take pixels in [0, 1] and normalise inside the graph (default: the "
+                             "graph expects normalised input; the ONNX metadata holds the mean and std)")
     export.set_defaults(func=_cmd_export)
 
     demo = sub.add_parser("demo", help="distil a CNN into a small ViT on Fashion-MNIST with scratch, kd, ofa, fofa")

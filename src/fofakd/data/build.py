@@ -1,33 +1,15 @@
 """Turn a run's data options into loaders and the facts models need (classes, channels, size)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Iterable
 
 import torch
-from timm.data import Mixup
-from timm.data.mixup import mixup_target
 from timm.data.random_erasing import RandomErasing
 
 from ..errors import FofakdError
 from .augment import AugmentConfig
+from .bundle import DataBundle, mixup_hooks
 from .datasets import TensorSplit, check_dataset_name, dataset_stats, load_tensor_split
-
-
-@dataclass
-class DataBundle:
-    """Loaders and the facts about the data that models follow."""
-
-    train: Any
-    val: Any
-    test: Any
-    num_classes: int
-    in_chans: int
-    img_size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    train_size: int
-    mixup: bool
 
 
 def carve_validation(train: TensorSplit, fraction: float, seed: int) -> tuple[TensorSplit, TensorSplit | None]:
@@ -80,7 +62,26 @@ def build_data(cfg: Any, rank: int = 0, world_size: int = 1, device: torch.devic
         std=std,
         train_size=len(train),
         mixup=bool(cfg.mixup or cfg.cutmix),
+        class_names=full_train.classes,
     )
+
+
+def build_eval_data(cfg: Any) -> DataBundle:
+    """Only the test split of `cfg`'s data (or an image folder's val/ when it has no test/), for eval and reports."""
+    from .loader import TensorLoader
+
+    check_dataset_name(cfg.data)
+    if cfg.data == "imagefolder":
+        from .folder import build_folder_eval_data
+
+        return build_folder_eval_data(cfg)
+    test = _first(load_tensor_split(cfg.data, "test", cfg.data_dir), cfg.test_subset)
+    mean, std = dataset_stats(cfg.data)
+    img_size = cfg.img_size or test.images.shape[-1]
+    loader = TensorLoader(test, cfg.eval_batch_size, train=False, mean=mean, std=std, img_size=img_size, seed=0)
+    return DataBundle(train=None, val=None, test=loader, num_classes=len(test.classes) or int(test.labels.max()) + 1,
+                      in_chans=test.images.shape[1], img_size=img_size, mean=mean, std=std, train_size=0,
+                      mixup=False, class_names=test.classes)
 
 
 def _batch_hooks(cfg: Any, num_classes: int, device: torch.device | str) -> Iterable:
@@ -88,12 +89,3 @@ def _batch_hooks(cfg: Any, num_classes: int, device: torch.device | str) -> Iter
         erasing = RandomErasing(probability=cfg.reprob, mode="pixel", device=str(device))
         yield lambda x, y: (erasing(x), y)
     yield from mixup_hooks(cfg, num_classes)
-
-
-def mixup_hooks(cfg: Any, num_classes: int) -> Iterable:
-    """timm's mixup / cutmix as a batch hook, when the recipe asks for it."""
-    if cfg.mixup or cfg.cutmix:
-        mixup = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.smoothing,
-                      num_classes=num_classes)
-        # timm's mixup pairs samples and needs an even batch; an odd last batch gets smoothed one-hot targets.
-        yield lambda x, y: mixup(x, y) if len(x) % 2 == 0 else (x, mixup_target(y, num_classes, 1.0, cfg.smoothing))

@@ -7,7 +7,8 @@ from pathlib import Path
 import torch
 
 from ..errors import FofakdError
-from .fashion_mnist import default_root, load_fashion_mnist
+from .cache import default_root
+from .fashion_mnist import load_fashion_mnist
 
 TENSOR_DATASETS = ("fashion-mnist", "cifar10", "cifar100")
 DATASETS = (*TENSOR_DATASETS, "imagefolder")
@@ -21,18 +22,23 @@ _STATS = {
 }
 
 
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                         "Ankle boot")
+
+
 @dataclass
 class TensorSplit:
-    """Images (N, C, H, W) uint8 and labels (N,) int64 of one split."""
+    """Images (N, C, H, W) uint8, labels (N,) int64 and the class names of one split."""
 
     images: torch.Tensor
     labels: torch.Tensor
+    classes: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def subset(self, indices: torch.Tensor) -> "TensorSplit":
-        return TensorSplit(self.images[indices], self.labels[indices])
+        return TensorSplit(self.images[indices], self.labels[indices], self.classes)
 
 
 def dataset_stats(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -49,7 +55,7 @@ def load_tensor_split(name: str, split: str, data_dir: str | Path | None) -> Ten
     """The official 'train' or 'test' split of an in-memory data set."""
     check_dataset_name(name)
     if name == "fashion-mnist":
-        return TensorSplit(*load_fashion_mnist(split, data_dir))
+        return TensorSplit(*load_fashion_mnist(split, data_dir), FASHION_MNIST_CLASSES)
     from torchvision.datasets import CIFAR10, CIFAR100
 
     root = Path(data_dir) if data_dir is not None else default_root()
@@ -62,7 +68,7 @@ def load_tensor_split(name: str, split: str, data_dir: str | Path | None) -> Ten
             f"extracted {name} folder there or pass --data-dir."
         ) from None
     images = torch.from_numpy(data.data).permute(0, 3, 1, 2).contiguous()
-    return TensorSplit(images, torch.tensor(data.targets, dtype=torch.long))
+    return TensorSplit(images, torch.tensor(data.targets, dtype=torch.long), tuple(data.classes))
 
 
 def _cifar_present(root: Path, name: str) -> bool:

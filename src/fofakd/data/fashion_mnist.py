@@ -2,24 +2,19 @@
 from __future__ import annotations
 
 import gzip
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import FofakdError
+from .cache import default_root
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 _FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
-
-
-def default_root() -> Path:
-    """Where a torchvision download goes when the Debian package is absent."""
-    return Path(os.environ.get("FOFAKD_DATA", Path.home() / ".cache" / "fofakd" / "data"))
 
 
 def _read_idx(images_path: Path, labels_path: Path) -> tuple[torch.Tensor, torch.Tensor]:

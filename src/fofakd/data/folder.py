@@ -1,7 +1,7 @@
 """A user's own images: `train/` and `val/` class folders (and optionally `test/`), read by workers."""
 from __future__ import annotations
 
-import warnings
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset, default_col
 from torchvision.datasets import ImageFolder
 
 from ..errors import FofakdError
+from .bundle import DataBundle, mixup_hooks
 from .datasets import dataset_stats
 
 
@@ -22,7 +23,8 @@ def load_rgb(path: str) -> Image.Image | None:
         with Image.open(path) as image:
             return image.convert("RGB")
     except (OSError, SyntaxError, ValueError) as err:
-        warnings.warn(f"skipping unreadable image '{path}' ({err})", stacklevel=2)
+        # One plain line on stderr (workers included), not a Python warning with its source line.
+        print(f"fofakd: warning: skipping unreadable image '{path}' ({err}).", file=sys.stderr, flush=True)
         return None
 
 
@@ -51,9 +53,37 @@ def _image_folder(root: Path, transform: Any) -> ImageFolder:
     if empty:
         raise FofakdError(f"class folder '{root / empty[0]}' is empty; add images to it or remove it.")
     try:
-        return SkippingImageFolder(str(root), transform=transform, loader=load_rgb)
+        folder = SkippingImageFolder(str(root), transform=transform, loader=load_rgb)
     except (FileNotFoundError, RuntimeError) as err:
         raise FofakdError(f"image folder '{root}' holds no images in class subfolders ({err}); add images.") from None
+    if len(folder.classes) < 2:
+        raise FofakdError(f"image folder '{root}' has one class folder ('{folder.classes[0]}'); a classifier needs "
+                          "at least two, one subfolder per class.")
+    return folder
+
+
+def _eval_split(root: Path, transform: Any) -> tuple[ImageFolder, str]:
+    """The folder's test/ split, or val/ when there is no test/ (and which one it is)."""
+    if (root / "test").is_dir():
+        return _image_folder(root / "test", transform), "test"
+    return _image_folder(root / "val", transform), "val"
+
+
+def _eval_transform(cfg: Any) -> tuple[Any, int, tuple[float, ...], tuple[float, ...]]:
+    img_size = cfg.img_size or 224
+    mean, std = dataset_stats("imagefolder")
+    return create_transform(img_size, is_training=False, mean=mean, std=std), img_size, mean, std
+
+
+def _loader(dataset: Any, cfg: Any, batch_size: int, shuffle: bool, classes: int, rank: int = 0,
+            world_size: int = 1, device: torch.device | str = "cpu") -> "FolderLoader":
+    sampler = DistributedSampler(dataset, world_size, rank, shuffle=shuffle, seed=cfg.seed) if world_size > 1 else None
+    generator = torch.Generator().manual_seed(cfg.seed)
+    batches = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                         num_workers=cfg.workers, generator=generator, collate_fn=collate_skipping,
+                         pin_memory=torch.device(device).type == "cuda")
+    # Random erasing already ran in the transform; only mixup and cutmix work on whole batches.
+    return FolderLoader(batches, device, list(mixup_hooks(cfg, classes)) if shuffle else None)
 
 
 class FolderLoader:
@@ -76,43 +106,50 @@ class FolderLoader:
             yield images, targets
 
 
-def build_folder_data(cfg: Any, rank: int, world_size: int, device: torch.device | str = "cpu"):
-    from .build import DataBundle, mixup_hooks
-
+def _check_data_dir(cfg: Any) -> Path:
     if cfg.data_dir is None:
         raise FofakdError("--data imagefolder needs --data-dir pointing at a folder with train/ and val/ subfolders.")
-    root = Path(cfg.data_dir)
-    img_size = cfg.img_size or 224
-    mean, std = dataset_stats("imagefolder")
+    return Path(cfg.data_dir)
+
+
+def build_folder_data(cfg: Any, rank: int, world_size: int, device: torch.device | str = "cpu"):
+    root = _check_data_dir(cfg)
+    eval_tf, img_size, mean, std = _eval_transform(cfg)
     train_tf = create_transform(img_size, is_training=True, hflip=cfg.hflip, mean=mean, std=std,
                                 scale=(cfg.rrc_scale or 0.08, 1.0),
                                 auto_augment=f"rand-m{cfg.randaugment}-mstd0.5" if cfg.randaugment else None,
                                 re_prob=cfg.reprob)
-    eval_tf = create_transform(img_size, is_training=False, mean=mean, std=std)
     train = _image_folder(root / "train", train_tf)
     val = _image_folder(root / "val", eval_tf)
-    test = _image_folder(root / "test", eval_tf) if (root / "test").is_dir() else val
-    if cfg.train_subset:
-        train = Subset(train, range(min(cfg.train_subset, len(train))))
+    test, test_split = _eval_split(root, eval_tf)
+    if val.classes != train.classes or test.classes != train.classes:
+        raise FofakdError(f"the class folders of '{root}' differ between train/ and val/ (or test/); give every "
+                          "split the same class subfolders.")
+    names = tuple(train.classes)
+    train, val, test = (Subset(d, range(min(n, len(d)))) if n else d
+                        for d, n in ((train, cfg.train_subset), (val, cfg.val_subset), (test, cfg.test_subset)))
     if cfg.batch_size > len(train):
         raise FofakdError(
             f"batch size {cfg.batch_size} is larger than the {len(train)} training images; lower --batch-size."
         )
-
-    classes = len(val.classes if isinstance(val, ImageFolder) else val.dataset.classes)
-
-    def loader(dataset, batch_size: int, shuffle: bool) -> FolderLoader:
-        sampler = DistributedSampler(dataset, world_size, rank, shuffle=shuffle, seed=cfg.seed) \
-            if world_size > 1 else None
-        generator = torch.Generator().manual_seed(cfg.seed)
-        batches = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
-                             num_workers=cfg.workers, generator=generator, collate_fn=collate_skipping,
-                             pin_memory=torch.device(device).type == "cuda")
-        # Random erasing already ran in the transform; only mixup and cutmix work on whole batches.
-        return FolderLoader(batches, device, list(mixup_hooks(cfg, classes)) if shuffle else None)
-
+    common = dict(cfg=cfg, classes=len(names), rank=rank, world_size=world_size, device=device)
     return DataBundle(
-        train=loader(train, cfg.batch_size, True), val=loader(val, cfg.eval_batch_size, False),
-        test=loader(test, cfg.eval_batch_size, False), num_classes=classes, in_chans=3, img_size=img_size,
-        mean=mean, std=std, train_size=len(train), mixup=bool(cfg.mixup or cfg.cutmix),
+        train=_loader(train, batch_size=cfg.batch_size, shuffle=True, **common),
+        val=_loader(val, batch_size=cfg.eval_batch_size, shuffle=False, **common),
+        test=_loader(test, batch_size=cfg.eval_batch_size, shuffle=False, **common), num_classes=len(names),
+        in_chans=3, img_size=img_size, mean=mean, std=std, train_size=len(train),
+        mixup=bool(cfg.mixup or cfg.cutmix), class_names=names, test_split=test_split,
     )
+
+
+def build_folder_eval_data(cfg: Any):
+    """Only the folder's test/ (or val/) split."""
+    root = _check_data_dir(cfg)
+    eval_tf, img_size, mean, std = _eval_transform(cfg)
+    test, test_split = _eval_split(root, eval_tf)
+    names = tuple(test.classes)
+    if cfg.test_subset:
+        test = Subset(test, range(min(cfg.test_subset, len(test))))
+    return DataBundle(train=None, val=None, test=_loader(test, cfg, cfg.eval_batch_size, False, len(names)),
+                      num_classes=len(names), in_chans=3, img_size=img_size, mean=mean, std=std, train_size=0,
+                      mixup=False, class_names=names, test_split=test_split)

@@ -1,13 +1,13 @@
 """A detection run's detectors from its config, and a trained student detector from its saved spec."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 from torchvision.models.detection import FasterRCNN
 
+from ..engine.run_dir import read_student_spec
 from ..errors import FofakdError
 from ..models.checkpoint import load_weights
 from .config import DetectionConfig
@@ -40,11 +40,13 @@ def detection_spec(name: str, kwargs: dict[str, Any], options: dict[str, Any], c
 
 
 def read_detection_spec(run: Path) -> dict[str, Any]:
-    """The spec of a finished `fofakd detect` run directory (or of the folder of its student.safetensors)."""
-    path = (run if run.is_dir() else run.parent) / "student.json"
-    spec = json.loads(path.read_text()) if path.is_file() else {}
+    """The spec of a finished `fofakd detect` run directory, or of its (exported) weights file."""
+    try:
+        spec, _ = read_student_spec(run)
+    except FofakdError:
+        spec = {}
     if spec.get("task") != "detection":
-        raise FofakdError(f"'{run}' is not a finished `fofakd detect` run (no detection student.json); pass one, "
+        raise FofakdError(f"'{run}' is not a finished `fofakd detect` run (no detection spec); pass one, "
                           "or a weights file with --teacher NAME.")
     return spec
 

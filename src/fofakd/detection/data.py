@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from ..data.fashion_mnist import default_root
+from ..data.cache import default_root
 from ..errors import FofakdError
 from .coco import CocoDetection, collate_detection
 from .config import DetectionConfig

@@ -9,18 +9,22 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from torch import nn
 
-from ..data.build import DataBundle
+from ..data.bundle import DataBundle
 from ..errors import FofakdError
 from ..models import create_model
 from .config import RunConfig, TrainingConfig
 
 
-def student_spec(name: str, kwargs: dict[str, Any], data: DataBundle, data_name: str) -> dict[str, Any]:
-    """Everything needed to rebuild the student and feed it (saved as student.json)."""
-    return {
+def student_spec(name: str, kwargs: dict[str, Any], data: DataBundle, cfg: RunConfig) -> dict[str, Any]:
+    """Everything needed to rebuild the student, feed it and name its outputs (saved with its weights)."""
+    spec = {
         "model": name, "num_classes": data.num_classes, "in_chans": data.in_chans, "img_size": data.img_size,
-        "kwargs": dict(kwargs), "mean": list(data.mean), "std": list(data.std), "data": data_name,
+        "kwargs": dict(kwargs), "mean": list(data.mean), "std": list(data.std), "data": cfg.data,
+        "class_names": list(data.class_names),
     }
+    if cfg.data == "imagefolder":  # so that `fofakd eval` finds the images again without --data-dir
+        spec["data_dir"] = str(Path(cfg.data_dir).resolve())
+    return spec
 
 
 def model_from_spec(spec: dict[str, Any], checkpoint: str | Path | None = None) -> nn.Module:
@@ -43,7 +47,7 @@ def build_run_models(cfg: RunConfig, command: str, data: DataBundle) -> tuple[nn
         if not cfg.model:
             raise FofakdError("fofakd train needs --model NAME (a timm model name).")
         model = create_model(cfg.model, checkpoint=cfg.checkpoint, **common, **cfg.model_kwargs)
-        return None, model, student_spec(cfg.model, cfg.model_kwargs, data, cfg.data)
+        return None, model, student_spec(cfg.model, cfg.model_kwargs, data, cfg)
     if not cfg.student:
         raise FofakdError("fofakd distill needs --student NAME (a timm model name).")
     teacher_name, teacher_kwargs = cfg.teacher, dict(cfg.teacher_kwargs)
@@ -61,7 +65,7 @@ def build_run_models(cfg: RunConfig, command: str, data: DataBundle) -> tuple[nn
                           "or --pretrained to download timm's.")
     teacher = create_model(teacher_name, checkpoint=source, **{**common, "reset_head": False}, **teacher_kwargs)
     student = create_model(cfg.student, **{**common, "pretrained": False}, **cfg.student_kwargs)
-    return teacher, student, student_spec(cfg.student, cfg.student_kwargs, data, cfg.data)
+    return teacher, student, student_spec(cfg.student, cfg.student_kwargs, data, cfg)
 
 
 def build_optimizer(cfg: TrainingConfig, model: nn.Module) -> torch.optim.Optimizer:

@@ -1,7 +1,7 @@
 """Exporting the bare student: safetensors, TorchScript or ONNX (checked against PyTorch with onnxruntime)."""
 from __future__ import annotations
 
-import shutil
+import json
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import FofakdError
-from .run_dir import read_student_spec
+from .run_dir import read_student_spec, write_weights
 
 FORMATS = ("onnx", "torchscript", "safetensors")
 
@@ -45,13 +45,19 @@ def _model_from_spec(spec: dict[str, Any], weights: Path | None = None) -> nn.Mo
     return model_from_spec(spec, checkpoint=weights)
 
 
-def export_student(checkpoint: str | Path, fmt: str, out: str | Path, overwrite: bool = False) -> dict[str, Any]:
+def export_student(checkpoint: str | Path, fmt: str, out: str | Path, overwrite: bool = False,
+                   fold_normalisation: bool = False) -> dict[str, Any]:
     """Write the student in `fmt` to `out`; for ONNX and TorchScript, also the largest output difference to
-    PyTorch on random input."""
+    PyTorch on random input.
+
+    Args:
+        fold_normalisation: Put the input normalisation into the ONNX / TorchScript graph, so that it takes pixels
+            in [0, 1]; without it the graph expects normalised input (the mean and std are in the ONNX metadata).
+    """
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer chatter about shape-dependent branches in timm models
         check_export_target(Path(out), overwrite)
-        return _export(checkpoint, fmt, out)
+        return _export(checkpoint, fmt, out, fold_normalisation)
 
 
 def check_export_target(out: Path, overwrite: bool) -> None:
@@ -62,7 +68,7 @@ def check_export_target(out: Path, overwrite: bool) -> None:
         raise FofakdError(f"'{out}' already exists; pass --overwrite to replace it, or choose another --out.")
 
 
-def _export(checkpoint: str | Path, fmt: str, out: str | Path) -> dict[str, Any]:
+def _export(checkpoint: str | Path, fmt: str, out: str | Path, fold_normalisation: bool = False) -> dict[str, Any]:
     if fmt not in FORMATS:
         raise FofakdError(f"export format '{fmt}' is not known; use one of {', '.join(FORMATS)}.")
     model, spec, weights = load_student(checkpoint)
@@ -70,32 +76,54 @@ def _export(checkpoint: str | Path, fmt: str, out: str | Path) -> dict[str, Any]
     out.parent.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"format": fmt, "out": str(out), "model": spec["model"]}
     detector = spec.get("task") == "detection"
-    if not detector:
-        report["input_shape"] = [None, spec["in_chans"], spec["img_size"], spec["img_size"]]
-    if fmt == "safetensors":
-        from .run_dir import save_student
-
-        tmp = out.parent / f".{out.name}.export"
-        tmp.mkdir(exist_ok=True)
-        save_student(model, spec, tmp)
-        shutil.move(str(tmp / "student.safetensors"), out)
-        shutil.move(str(tmp / "student.json"), out.with_suffix(".json"))
-        tmp.rmdir()
+    if fmt == "safetensors":  # one file: the spec travels in its metadata
+        tmp = out.with_name(f".{out.name}.tmp")
+        write_weights(model, spec, tmp)
+        tmp.replace(out)
         return report
     if detector:
         from ..detection.export import export_detector
 
         return {**report, **export_detector(model, spec, fmt, out)}
-    example = torch.randn(2, spec["in_chans"], spec["img_size"], spec["img_size"])
+    if fold_normalisation:
+        model = WithNormalisation(model, spec["mean"], spec["std"])
+    report["input_shape"] = [None, spec["in_chans"], spec["img_size"], spec["img_size"]]
+    report["input"] = "pixels in [0, 1]" if fold_normalisation else "normalised with the metadata's mean and std"
+    example = torch.rand(2, spec["in_chans"], spec["img_size"], spec["img_size"])
     expected = model(example)
     if fmt == "torchscript":
         traced = torch.jit.trace(model, example)
         traced.save(str(out))
         actual = torch.jit.load(str(out))(example)
     else:
-        actual = torch.from_numpy(_export_onnx(model, example, out))
+        actual = torch.from_numpy(_export_onnx(model, example, out, onnx_metadata(spec, fold_normalisation)))
     report["max_abs_diff"] = float((actual - expected).abs().max())
     return report
+
+
+class WithNormalisation(nn.Module):
+    """A classifier that takes pixels in [0, 1] and normalises them itself."""
+
+    def __init__(self, model: nn.Module, mean: list[float], std: list[float]):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model((images - self.mean) / self.std)
+
+
+def onnx_metadata(spec: dict[str, Any], folded: bool) -> dict[str, str]:
+    """What a consumer of the ONNX file needs to feed it and read its output, as string metadata."""
+    return {
+        "fofakd_spec": json.dumps(spec),
+        "input_size": json.dumps([spec["in_chans"], spec["img_size"], spec["img_size"]]),
+        "input_range": "[0, 1] pixels, normalisation folded into the graph" if folded
+        else "normalised: (pixels in [0, 1] - mean) / std",
+        "mean": json.dumps(spec["mean"]), "std": json.dumps(spec["std"]),
+        "class_names": json.dumps(spec.get("class_names", [])),
+    }
 
 
 def onnxruntime_module() -> ModuleType:
@@ -107,9 +135,14 @@ def onnxruntime_module() -> ModuleType:
     return onnxruntime
 
 
-def _export_onnx(model: nn.Module, example: torch.Tensor, out: Path):
+def _export_onnx(model: nn.Module, example: torch.Tensor, out: Path, metadata: dict[str, str]):
     ort = onnxruntime_module()
+    import onnx
+
     torch.onnx.export(model, (example,), str(out), input_names=["images"], output_names=["logits"],
                       dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+    graph = onnx.load(str(out))
+    onnx.helper.set_model_props(graph, metadata)
+    onnx.save(graph, str(out))
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     return session.run(None, {"images": example.numpy()})[0]

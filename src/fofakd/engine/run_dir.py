@@ -13,6 +13,7 @@ import yaml
 from safetensors.torch import save_file
 
 from ..errors import FofakdError
+from ..models.checkpoint import SPEC_KEY, checkpoint_spec
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json", "student.safetensors", "student.json")
 RUN_DIRS = ("checkpoints", "tensorboard")
@@ -136,22 +137,30 @@ def follow_umask(path: str | Path) -> None:
 
 
 def save_student(student: torch.nn.Module, spec: dict[str, Any], folder: str | Path) -> Path:
-    """The bare student as student.safetensors plus student.json (what eval and export rebuild it from)."""
+    """The bare student as student.safetensors, its spec embedded in the file's metadata and beside it as
+    student.json (for people and older readers)."""
     folder = Path(folder)
-    state = {k: v.detach().cpu().contiguous() for k, v in student.state_dict().items()}
-    save_file(state, str(folder / "student.safetensors"), metadata={"model": spec["model"]})
-    follow_umask(folder / "student.safetensors")
+    weights = write_weights(student, spec, folder / "student.safetensors")
     (folder / "student.json").write_text(json.dumps(spec, indent=2) + "\n")
-    return folder / "student.safetensors"
+    return weights
+
+
+def write_weights(model: torch.nn.Module, spec: dict[str, Any], path: Path) -> Path:
+    """`model`'s state dict as one self-describing safetensors file (the spec in its metadata), with the umask."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(path), metadata={"model": spec["model"], SPEC_KEY: json.dumps(spec)})
+    follow_umask(path)
+    return path
 
 
 def read_student_spec(checkpoint: str | Path) -> tuple[dict[str, Any], Path]:
-    """The student spec and weights file of a run directory or of a student.safetensors file."""
+    """The spec and weights file of a run directory or of an exported or run's .safetensors file."""
     path = Path(checkpoint)
     weights = path / "student.safetensors" if path.is_dir() else path
-    spec_path = weights.with_name("student.json")
     if not weights.is_file():
         raise FofakdError(f"'{path}' holds no student.safetensors; pass a finished fofakd run directory or the file.")
-    if not spec_path.is_file():
-        raise FofakdError(f"'{spec_path}' is missing; the student's model name and arguments are read from it.")
-    return json.loads(spec_path.read_text()), weights
+    spec = checkpoint_spec(weights)
+    if spec is None:
+        raise FofakdError(f"'{weights}' does not say which model it holds (no fofakd spec in it and no student.json "
+                          "beside it); export it with `fofakd export` from its run directory.")
+    return spec, weights

@@ -119,8 +119,10 @@ class Trainer:
     def _test(self, model: torch.nn.Module) -> tuple[dict[str, Any], str]:
         """The final model's test metrics for summary.json, and the line that reports them."""
         test = self._evaluate(model, self.data.test)
-        line = f"test top-1 {test['top1']:.2f} top-5 {test['top5']:.2f} on {test['samples']} images"
-        return {"test_top1": test["top1"], "test_top5": test["top5"], "test_samples": test["samples"]}, line
+        split = self.data.test_split  # "val" for an image folder without test/: say so rather than call it test
+        line = f"{split} top-1 {test['top1']:.2f} top-5 {test['top5']:.2f} on {test['samples']} {split} images"
+        return {"test_top1": test["top1"], "test_top5": test["top5"], "test_samples": test["samples"],
+                "test_split": split}, line
 
     # ----------------------------------------------------------------------------------------------- state
     def _state(self) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from torch import nn
 from ..errors import FofakdError
 from . import small  # noqa: F401 -- registers the small-image variants with timm
 from . import swin_tiny_variants  # noqa: F401 -- registers Swin-Nano and Swin-Pico with timm
-from .checkpoint import load_weights
+from .checkpoint import checkpoint_spec, load_weights
 
 
 def has_fixed_input_size(name: str) -> bool:
@@ -20,9 +20,9 @@ def has_fixed_input_size(name: str) -> bool:
 
 
 def create_model(
-    name: str,
-    num_classes: int,
-    in_chans: int = 3,
+    name: str | None = None,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
     img_size: int | tuple[int, int] | None = None,
     checkpoint: str | Path | None = None,
     pretrained: bool = False,
@@ -31,16 +31,29 @@ def create_model(
 ) -> nn.Module:
     """Build a timm model for `num_classes` classes and `in_chans` input channels.
 
+    A fofakd export or run directory describes its own model: `create_model(checkpoint="fofa.safetensors")` needs
+    no other argument, and arguments given explicitly win over the file's.
+
     Args:
         name: A timm model name (or one of fofakd's small-image variants, see `fofakd.models.small`).
         num_classes: Classifier size.
-        in_chans: Input channels (1 for grey-scale data).
+        in_chans: Input channels (default 3; 1 for grey-scale data).
         img_size: Input size for models built for a fixed size (ViT, Mixer, Swin); ignored by CNNs.
         checkpoint: A local weights file (timm/torchvision state dict, .safetensors, or a fofakd run directory).
         pretrained: Download timm's pretrained weights (needs network); ignored when `checkpoint` is given.
         reset_head: When the checkpoint's classifier has another class count, keep a fresh head instead of failing.
         **kwargs: Passed to the timm constructor (e.g. `patch_size=4`, `drop_path_rate=0.1`).
     """
+    spec = checkpoint_spec(checkpoint) if checkpoint is not None else None
+    if spec is not None and spec.get("task", "classification") == "classification" and name in (None, spec["model"]):
+        name, kwargs = spec["model"], {**spec.get("kwargs", {}), **kwargs}
+        num_classes = spec["num_classes"] if num_classes is None else num_classes
+        in_chans = spec["in_chans"] if in_chans is None else in_chans
+        img_size = spec["img_size"] if img_size is None else img_size
+    if name is None or num_classes is None:
+        raise FofakdError("create_model needs a model name and num_classes, unless `checkpoint` is a fofakd export "
+                          "or run directory that records them.")
+    in_chans = 3 if in_chans is None else in_chans
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
         hint = f" (did you mean {', '.join(close)}?)" if close else "; see timm.list_models()"

@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..data import build_data
+from ..data import build_eval_data
 from ..engine.builder import build_run_models
 from ..engine.checkpoint import load_checkpoint
 from ..engine.config import RunConfig
@@ -25,8 +25,7 @@ def load_fofa_run(run_dir: str | Path):
     cfg = RunConfig(**state["config"])
     if cfg.method != "fofa":
         raise FofakdError(f"'{run_dir}' is a '{cfg.method}' run; attention maps need a fofa run.")
-    cfg.val_fraction, cfg.train_subset, cfg.batch_size = 0.0, 1, 1
-    data = build_data(cfg)
+    data = build_eval_data(cfg)
     teacher, student, _ = build_run_models(cfg, "distill", data)
     distiller = build_distiller("fofa", teacher=teacher, student=student,
                                 input_size=(data.in_chans, data.img_size, data.img_size),
@@ -62,20 +61,23 @@ def draw_attention(run_dir: str | Path, out: str | Path, num_images: int = 4) ->
     stages = attention.shape[1]
     mean, std = torch.tensor(data.mean).view(-1, 1, 1), torch.tensor(data.std).view(-1, 1, 1)
     fig, axes = plt.subplots(len(images), stages + 1, figsize=(2.2 * (stages + 1), 2.2 * len(images)), squeeze=False)
+    names = data.class_names
+    top = float(attention.max())  # one colour scale for every map, so that maps can be compared
     for row, (image, label) in enumerate(zip(images, labels)):
         picture = (image * std + mean).clamp(0, 1).permute(1, 2, 0).squeeze(-1).numpy()
         axes[row, 0].imshow(picture, cmap="gray")
-        axes[row, 0].set_title(f"label {int(label)}", fontsize=8)
+        axes[row, 0].set_title(names[int(label)] if int(label) < len(names) else f"class {int(label)}", fontsize=8)
         for s in range(stages):
             heat = F.interpolate(attention[row, s][None, None], size=image.shape[-2:], mode="nearest")[0, 0]
             ax = axes[row, s + 1]
             ax.imshow(picture, cmap="gray")
-            ax.imshow(heat.numpy(), cmap="inferno", alpha=0.6)
+            shown = ax.imshow(heat.numpy(), cmap="inferno", alpha=0.6, vmin=0.0, vmax=top)
             ax.set_title(f"stage {s + 1}: {attention[row, s].sum():.0%}", fontsize=8)
     for ax in axes.flat:
         ax.axis("off")
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    fig.colorbar(shown, ax=axes[:, 1:].ravel().tolist(), shrink=0.8, label="attention received per region")
     fig.suptitle("region-aware attention received per stage region (share of all attention)", fontsize=9)
-    fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
