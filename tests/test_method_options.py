@@ -76,3 +76,9 @@ def test_without_prompts_the_teacher_never_runs_with_autograd():
     distiller.teacher.layer1.register_forward_hook(lambda m, i, o: grad_enabled.append(torch.is_grad_enabled()))
     distiller(*_batch())
     assert grad_enabled == [False]
+
+
+def test_the_method_catalogue_matches_the_registry():
+    from fofakd.method_catalogue import live_catalogue, load_catalogue
+
+    assert load_catalogue() == live_catalogue(), "regenerate it: python -m fofakd.method_catalogue"

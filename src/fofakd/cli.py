@@ -32,10 +32,13 @@ def _cmd_stages(args: argparse.Namespace) -> None:
 
 
 def _cmd_fit(args: argparse.Namespace) -> None:
-    from .engine.config import config_from_args
+    from .engine.config import check_run, config_from_args
+
+    cfg = config_from_args(args)  # validated before torch and timm load, so a mistake is reported at once
+    check_run(cfg, args.command)
     from .engine.trainer import run
 
-    run(config_from_args(args), args.command)
+    run(cfg, args.command)
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:

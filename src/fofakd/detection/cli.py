@@ -7,9 +7,11 @@ import json
 
 def _cmd_fit(args: argparse.Namespace) -> None:
     from ..engine.config import config_from_args
+
+    cfg = config_from_args(args)  # validated before torch and torchvision load
     from .trainer import run_detection
 
-    run_detection(config_from_args(args), args.detect_command)
+    run_detection(cfg, args.detect_command)
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:

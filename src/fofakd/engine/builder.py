@@ -12,7 +12,9 @@ from torch import nn
 from ..data.bundle import DataBundle
 from ..errors import FofakdError
 from ..models import create_model
-from .config import RunConfig, TrainingConfig
+from ..models.factory import check_input_size
+from ..models.spec_file import checkpoint_spec
+from .config import RunConfig, TrainingConfig, check_models
 
 
 def student_spec(name: str, kwargs: dict[str, Any], data: DataBundle, cfg: RunConfig) -> dict[str, Any]:
@@ -43,28 +45,22 @@ def build_run_models(cfg: RunConfig, command: str, data: DataBundle) -> tuple[nn
                 f"--{flag}-kwargs cannot set {', '.join(taken)}: fofakd sets it from the data ({data.num_classes} "
                 f"classes, {data.in_chans} channels, {data.img_size} px) or from its own flag; leave it out."
             )
+    check_models(cfg, command)
+    size = (data.in_chans, data.img_size, data.img_size)
     if command == "train":
-        if not cfg.model:
-            raise FofakdError("fofakd train needs --model NAME (a timm model name).")
         model = create_model(cfg.model, checkpoint=cfg.checkpoint, **common, **cfg.model_kwargs)
+        check_input_size(model, size, "model")
         return None, model, student_spec(cfg.model, cfg.model_kwargs, data, cfg)
-    if not cfg.student:
-        raise FofakdError("fofakd distill needs --student NAME (a timm model name).")
     teacher_name, teacher_kwargs = cfg.teacher, dict(cfg.teacher_kwargs)
     source = Path(cfg.teacher_checkpoint) if cfg.teacher_checkpoint else None
-    if source is not None and source.is_dir() and (source / "student.json").is_file():
-        import json
-
-        trained = json.loads((source / "student.json").read_text())
-        teacher_name = teacher_name or trained["model"]
+    trained = checkpoint_spec(source) if source is not None else None
+    if trained is not None and teacher_name in (None, trained["model"]):
+        teacher_name = trained["model"]
         teacher_kwargs = {**trained.get("kwargs", {}), **teacher_kwargs}
-    if not teacher_name:
-        raise FofakdError("fofakd distill needs --teacher NAME, or --teacher-checkpoint pointing at a fofakd run.")
-    if source is None and not cfg.pretrained:
-        raise FofakdError("the teacher needs weights: pass --teacher-checkpoint (a file or a fofakd train run), "
-                          "or --pretrained to download timm's.")
     teacher = create_model(teacher_name, checkpoint=source, **{**common, "reset_head": False}, **teacher_kwargs)
     student = create_model(cfg.student, **{**common, "pretrained": False}, **cfg.student_kwargs)
+    check_input_size(teacher, size, "teacher")
+    check_input_size(student, size, "student")
     return teacher, student, student_spec(cfg.student, cfg.student_kwargs, data, cfg)
 
 

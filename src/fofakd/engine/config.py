@@ -126,6 +126,17 @@ def _base_type(name: str, schema: type = RunConfig) -> tuple[type, bool]:
     return hint, False
 
 
+def _inherited(schema: type, key: str, item: str) -> Any:
+    """A field's metadata `item`, from the nearest class that sets it (a task config re-defaulting `epochs` keeps
+    the base class's range)."""
+    for cls in schema.__mro__:
+        if dataclasses.is_dataclass(cls):
+            f = fields_of(cls).get(key)
+            if f is not None and f.metadata.get(item) is not None:
+                return f.metadata[item]
+    return None
+
+
 def check_value(key: str, value: Any, schema: type = RunConfig) -> Any:
     """Validate one option's value against its declared type and choices; return it (ints widened to float)."""
     fields = fields_of(schema)
@@ -149,7 +160,7 @@ def check_value(key: str, value: Any, schema: type = RunConfig) -> Any:
     choices = fields[key].metadata["choices"]
     if choices and value not in choices:
         raise FofakdError(f"config key '{key}' must be one of {', '.join(choices)}, got {value!r}.")
-    bounds = fields[key].metadata.get("bounds")
+    bounds = _inherited(schema, key, "bounds")
     if bounds is not None:
         low, high, low_allowed = bounds
         if value < low or (value == low and not low_allowed) or (high is not None and value >= high):
@@ -211,6 +222,38 @@ def add_config_arguments(parser: argparse.ArgumentParser, command: str, schema: 
             parser.add_argument(flag, nargs="+", metavar="KEY=VALUE", type=str, **common)
         else:
             parser.add_argument(flag, type=kind, choices=f.metadata["choices"], **common)
+
+
+def check_run(cfg: TrainingConfig, command: str) -> None:
+    """What can be checked before torch loads: the models are named, a teacher's weights exist, and the method and
+    its options are among the built-in ones (`fofakd.method_catalogue`)."""
+    check_models(cfg, command)
+    if command != "train":
+        from ..method_catalogue import check_method, load_catalogue
+
+        check_method(cfg.method, cfg.method_options, load_catalogue())
+
+
+def check_models(cfg: TrainingConfig, command: str) -> None:
+    """The models are named, and a teacher's weights exist and say (or the flags say) which model they are."""
+    from ..models.spec_file import checkpoint_spec
+
+    if command == "train":
+        if not cfg.model:
+            raise FofakdError(f"fofakd {command} needs --model NAME (a timm model name).")
+        return
+    if not cfg.student:
+        raise FofakdError(f"fofakd {command} needs --student NAME (a timm model name).")
+    source = Path(cfg.teacher_checkpoint) if cfg.teacher_checkpoint else None
+    if source is not None and not source.exists():
+        raise FofakdError(f"teacher checkpoint '{source}' does not exist; check the path (a weights file or a "
+                          "fofakd train run directory).")
+    if not cfg.teacher and not (source is not None and checkpoint_spec(source)):
+        raise FofakdError(f"fofakd {command} needs --teacher NAME, or --teacher-checkpoint pointing at a fofakd run "
+                          "or export that names its model.")
+    if source is None and not cfg.pretrained:
+        raise FofakdError("the teacher needs weights: pass --teacher-checkpoint (a file or a fofakd train run), "
+                          "or --pretrained to download timm's.")
 
 
 # What a resumed run may change; every other flag given with --resume must agree with the run's config.yaml.

@@ -13,7 +13,7 @@ import yaml
 from safetensors.torch import save_file
 
 from ..errors import FofakdError
-from ..models.checkpoint import SPEC_KEY, checkpoint_spec
+from ..models.spec_file import SPEC_KEY, checkpoint_spec
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json", "student.safetensors", "student.json")
 RUN_DIRS = ("checkpoints", "tensorboard")
@@ -93,6 +93,12 @@ class RunDir:
         """Refuse a directory the run may not use; changes nothing."""
         if self.path.exists() and not self.path.is_dir():
             raise FofakdError(f"output path '{self.path}' is a file; choose a directory for --out.")
+        existing = next(p for p in (self.path.absolute(), *self.path.absolute().parents) if p.exists())
+        if not existing.is_dir():
+            raise FofakdError(f"--out '{self.path}' lies under the file '{existing}'; choose a directory for --out.")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise FofakdError(f"'{existing}' is not writable, so the run cannot be written to '{self.path}'; choose "
+                              "a writable --out.")
         self._refuse_if_held()
         if resume:
             if not self.last.is_file():

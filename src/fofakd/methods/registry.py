@@ -1,13 +1,12 @@
 """Distillation methods by name."""
 from __future__ import annotations
 
-import difflib
 import inspect
 from typing import Callable, Sequence
 
 from torch import nn
 
-from ..errors import FofakdError
+from ..method_catalogue import check_method
 from .base import Distiller
 
 _METHODS: dict[str, type[Distiller]] = {}
@@ -31,9 +30,7 @@ def list_methods() -> list[str]:
 
 def get_method(name: str) -> type[Distiller]:
     if name not in _METHODS:
-        close = difflib.get_close_matches(name, list(_METHODS), n=3)
-        hint = f"did you mean {', '.join(close)}" if close else f"choose one of {', '.join(list_methods())}"
-        raise FofakdError(f"method '{name}' is not known; {hint}.")
+        check_method(name, {}, {m: {} for m in _METHODS})
     return _METHODS[name]
 
 
@@ -53,31 +50,5 @@ def build_distiller(
 ) -> Distiller:
     """Build method `name` around `teacher` and `student` for inputs of `input_size` (C, H, W)."""
     cls = get_method(name)
-    known = method_options(name)
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise FofakdError(
-            f"method '{name}' has no option {', '.join(unknown)}; its options are {', '.join(sorted(known))}."
-        )
-    for key, value in options.items():
-        _check_option_type(name, key, value, known[key])
+    check_method(name, options, {name: method_options(name)})
     return cls(teacher=teacher, student=student, input_size=input_size, **options)
-
-
-def _check_option_type(method: str, key: str, value: object, default: object) -> None:
-    """A single value for an option whose default is a number, a string or a flag must be of the same kind (ints
-    widen to floats); options whose default is None, and lists, are left to the method."""
-    if default is None or value is None or isinstance(value, (list, tuple, dict)):
-        return  # several kinds allowed (OFA's gamma takes one number or one per branch): the method checks
-    if isinstance(default, bool):
-        ok, kind = isinstance(value, bool), "true or false"
-    elif isinstance(default, (int, float)):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        ok = ok and (isinstance(default, float) or isinstance(value, int))
-        kind = "a number" if isinstance(default, float) else "an integer"
-    elif isinstance(default, str):
-        ok, kind = isinstance(value, str), "a string"
-    else:
-        return
-    if not ok:
-        raise FofakdError(f"method '{method}' option '{key}' must be {kind}, got {value!r}; fix its value.")

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import pickle
 import sys
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from timm.models import adapt_input_conv
 from torch import nn
@@ -28,32 +27,6 @@ def state_fingerprint(module: nn.Module) -> str:
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
-
-
-SPEC_KEY = "fofakd_spec"  # safetensors metadata entry holding the JSON spec a model is rebuilt from
-
-
-def read_embedded_spec(path: str | Path) -> dict | None:
-    """The fofakd spec stored in a .safetensors file's metadata (model, arguments, classes, input), if any."""
-    path = Path(path)
-    if path.suffix != ".safetensors" or not path.is_file():
-        return None
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError):
-        return None
-    return json.loads(metadata[SPEC_KEY]) if SPEC_KEY in metadata else None
-
-
-def checkpoint_spec(path: str | Path) -> dict | None:
-    """The spec of a fofakd weights file or run directory (embedded, else the student.json beside it), if any."""
-    path = Path(path)
-    weights = path / "student.safetensors" if path.is_dir() else path
-    spec = read_embedded_spec(weights)
-    if spec is None and weights.name == "student.safetensors" and weights.with_name("student.json").is_file():
-        spec = json.loads(weights.with_name("student.json").read_text())
-    return spec
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -78,7 +51,10 @@ def safe_torch_load(path: Path) -> object:
     """`torch.load` with `weights_only=True`: tensors and plain containers only, never arbitrary objects."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as err:
+        if "global" not in str(err).lower():  # no refused class or function in it: the bytes are not a pickle
+            raise FofakdError(f"'{path}' is not a PyTorch checkpoint (it does not unpickle); pass a .pt/.pth state "
+                              "dict, a .safetensors file or a fofakd run directory.") from None
         raise FofakdError(
             f"checkpoint '{path}' holds Python objects other than tensors and was not loaded, since unpickling "
             "them could run arbitrary code; save a plain state dict or a .safetensors file instead."

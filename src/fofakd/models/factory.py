@@ -10,7 +10,8 @@ from torch import nn
 from ..errors import FofakdError
 from . import small  # noqa: F401 -- registers the small-image variants with timm
 from . import swin_tiny_variants  # noqa: F401 -- registers Swin-Nano and Swin-Pico with timm
-from .checkpoint import checkpoint_spec, load_weights
+from .checkpoint import load_weights
+from .spec_file import checkpoint_spec
 
 
 def has_fixed_input_size(name: str) -> bool:
@@ -69,3 +70,19 @@ def create_model(
     if checkpoint is not None:
         load_weights(model, checkpoint, reset_head=reset_head)
     return model
+
+
+def check_input_size(model: nn.Module, input_size: tuple[int, int, int], role: str) -> None:
+    """Run `model` once on a blank (C, H, W) image; a model that cannot take that size gets one clear sentence."""
+    import torch
+
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *input_size))
+    except (RuntimeError, AssertionError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise FofakdError(f"the {role} ({type(model).__name__}) cannot take {input_size[1]}x{input_size[2]} px "
+                          f"inputs ({reason}); raise --img-size or give the {role} a smaller patch or stride.") from None
+    finally:
+        model.train(was_training)
