@@ -10,7 +10,7 @@ import argparse
 import torch
 
 import fofakd
-from fofakd.data import load_fashion_mnist
+from fofakd.data import dataset_stats, load_fashion_mnist
 
 
 def main() -> None:
@@ -22,7 +22,9 @@ def main() -> None:
 
     images, labels = load_fashion_mnist("train")
     count = args.steps * args.batch_size
-    images, labels = images[:count].float() / 127.5 - 1.0, labels[:count]
+    mean, std = dataset_stats("fashion-mnist")  # the statistics the command line normalises with
+    images = (images[:count].float() / 255 - mean[0]) / std[0]
+    labels = labels[:count]
     teacher = fofakd.create_model("resnet18", num_classes=10, in_chans=1)
     student = fofakd.create_model("deit_tiny_patch16_224", num_classes=10, in_chans=1, img_size=28, patch_size=4)
     distiller = fofakd.build_distiller("fofa", teacher=teacher, student=student, input_size=(1, 28, 28))

@@ -9,7 +9,8 @@ from fofakd.reports.report import summarise, read_run
 
 def _fake_run(folder, method, top1, seed):
     folder.mkdir(parents=True)
-    (folder / "config.yaml").write_text(yaml.safe_dump({"method": method, "seed": seed, "model": None}))
+    (folder / "config.yaml").write_text(yaml.safe_dump({"method": method, "seed": seed, "model": None, "student": "vit_s",
+                                                      "teacher": "resnet10t", "data": "fashion-mnist"}))
     rows = [{"epoch": e, "loss": 2.0 / e, "loss_ce": 1.5 / e, "val_top1": top1 - 3 + e, "train_images_per_s": 100.0 * e}
             for e in (1, 2, 3)]
     (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -31,6 +32,36 @@ def test_report_groups_seeds_and_draws_plots(tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "| kd | 2 | 81.00 ± 1.41 |" in report and "| fofa | 1 | 85.00 |" in report
     assert json.loads((out / "results.json").read_text())["table"][0]["method"] == "kd"
+    assert report.splitlines()[0] == "# kd, fofa: vit_s from resnet10t on fashion-mnist"  # never blank
+
+
+@pytest.mark.parametrize("values,scale,limits", [
+    ([2.4, 0.9, 0.1], "log", None),                     # a falling loss over more than a decade
+    ([-1e-8, 2e-8, 0.0], "linear", (-1e-8, 2e-8)),      # a KL of float noise: not hidden by a log axis
+    ([2.425], "linear", (2.425 * 0.95, 2.425 * 1.05)),  # one point: room around it, no offset
+    ([3.1, 2.9], "linear", None),                       # a narrow positive range stays linear
+])
+def test_value_axes(values, scale, limits, recwarn):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fofakd.reports.axes import set_value_axis
+
+    fig, ax = plt.subplots()
+    ax.plot(range(len(values)), values)
+    set_value_axis(ax, values)
+    fig.canvas.draw()
+    assert ax.get_yscale() == scale
+    if limits:
+        low, high = ax.get_ylim()
+        assert low <= limits[0] + 1e-12 and high >= limits[1] - 1e-12
+        assert high - low < 10 * max(abs(v) for v in values)  # the range stays close to the data
+    if scale == "linear":  # plain numbers, not "2.425×10⁰"
+        assert not any("times" in t.get_text() or "10^" in t.get_text() for t in ax.get_yticklabels())
+    assert not [w for w in recwarn if "matplotlib" in str(w.filename)]
+    plt.close(fig)
 
 
 def test_report_of_a_folder_that_is_no_run(tmp_path, capsys):

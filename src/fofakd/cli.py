@@ -18,17 +18,36 @@ def _cmd_methods(args: argparse.Namespace) -> None:
 
 
 def _cmd_stages(args: argparse.Namespace) -> None:
+    from .engine.config import parse_key_values
     from .features import discover_stages
     from .models import create_model
 
-    model = create_model(args.model, num_classes=args.num_classes, in_chans=args.in_chans, img_size=args.img_size)
+    kwargs = parse_key_values(args.model_kwargs or [])
+    model = create_model(args.model, num_classes=args.num_classes, in_chans=args.in_chans, img_size=args.img_size,
+                         **kwargs)
     stages = discover_stages(model, (args.in_chans, args.img_size, args.img_size))
     rows = [
         {"index": s.index, "module": s.module, "prompt_before": s.start_module, "form": s.form,
          "shape": list(s.feature_shape)}
         for s in stages.stages
     ]
-    print(json.dumps({"model": args.model, "num_prefix_tokens": stages.num_prefix_tokens, "stages": rows}, indent=2))
+    if args.json:
+        print(json.dumps({"model": args.model, "kwargs": kwargs, "num_prefix_tokens": stages.num_prefix_tokens,
+                          "stages": rows}, indent=2))
+        return
+    print(f"{args.model} {' '.join(f'{k}={v}' for k, v in kwargs.items())} at {args.in_chans}x{args.img_size}x"
+          f"{args.img_size} ({stages.num_prefix_tokens} prefix tokens)".replace("  ", " "))
+    table = [("stage", "feature of", "prompt before", "form", "shape")]
+    table += [(str(i + 1), r["module"], r["prompt_before"], r["form"], "x".join(map(str, r["shape"])))
+              for i, r in enumerate(rows)]
+    widths = [max(len(row[c]) for row in table) for c in range(5)]
+    for row in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    smallest = min(min(s.grid) for s in stages.stages)
+    if smallest < 2:
+        print(f"note: a stage grid is {smallest}x{smallest}; distillation has little to align there. Give the model "
+              "a smaller patch or stride (--model-kwargs patch_size=4 for a ViT, output_stride=16 for a CNN) or a "
+              "larger --img-size.")
 
 
 def _cmd_fit(args: argparse.Namespace) -> None:
@@ -154,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="comparison table and plots from run directories")
     report.add_argument("runs", nargs="+", help="run directories (several seeds of a method give a spread)")
     report.add_argument("--out", required=True, help="output directory")
-    report.add_argument("--title", default="fofakd comparison")
+    report.add_argument("--title", help="report title (default: the methods, student, teacher and data set)")
     report.set_defaults(func=_cmd_report)
 
     attention = sub.add_parser("attention", help="draw a FOFA run's region-aware attention over test images")
@@ -180,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     stages.add_argument("--img-size", type=int, default=224, help="input height and width (default 224)")
     stages.add_argument("--in-chans", type=int, default=3, help="input channels (default 3)")
     stages.add_argument("--num-classes", type=int, default=10, help="classifier size (default 10)")
+    stages.add_argument("--model-kwargs", nargs="+", metavar="KEY=VALUE",
+                        help="model arguments, as for train (e.g. patch_size=4), to see the model you would train")
+    stages.add_argument("--json", action="store_true", help="print the stages as JSON")
     stages.set_defaults(func=_cmd_stages)
     return parser
 

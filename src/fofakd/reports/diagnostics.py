@@ -5,13 +5,15 @@ import re
 from pathlib import Path
 from typing import Any
 
-# Panel title and the y-axis scale of each diagnostic family.
+from .axes import set_value_axis
+
+# Panel title of each diagnostic family.
 PANELS = {
-    "beta": ("beta (prompt blend weight)", "linear"),
-    "prompt_relative_size": ("prompt norm / stage input norm", "log"),
-    "fd": ("feature loss per stage", "log"),
-    "feedback_rms": ("feedback RMS (aligned student - teacher)", "log"),
-    "raa_entropy": ("RAA attention entropy (nats)", "linear"),
+    "beta": "beta (prompt blend weight)",
+    "prompt_relative_size": "prompt norm / stage input norm",
+    "fd": "feature loss per stage",
+    "feedback_rms": "feedback RMS (aligned student - teacher)",
+    "raa_entropy": "RAA attention entropy (nats)",
 }
 _KEY = re.compile(r"diag/(?P<family>[a-z_]+?)(?:_s(?P<stage>\d+))?$")
 
@@ -46,17 +48,16 @@ def plot_diagnostics(runs: list[dict[str, Any]], out: Path) -> Path | None:
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.4 * rows), squeeze=False)
     styles = ("-", "--", ":", "-.")
     for ax, family in zip(axes.flat, families):
-        title, scale = PANELS[family]
+        values = []
         for i, (label, series) in enumerate(per_run):
             for j, (stage, points) in enumerate(sorted(series.get(family, {}).items())):
-                if scale == "log" and any(v <= 0 for _, v in points):
-                    continue  # a log axis cannot show it; the metrics file still has it
                 ax.plot(*zip(*points), marker="o", ms=3, color=f"C{i % 10}", linestyle=styles[j % 4],
                         label=f"{label} {stage}".strip())
-        ax.set_title(title, fontsize=10)
+                values += [v for _, v in points]
+        ax.set_title(PANELS[family], fontsize=10)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_yscale(scale)
+        set_value_axis(ax, values)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
     for ax in list(axes.flat)[len(families):]:

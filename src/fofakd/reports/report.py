@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from ..errors import FofakdError
+from .axes import set_value_axis
 from .diagnostics import plot_diagnostics
 
 
@@ -96,8 +97,7 @@ def plot_curves(runs: list[dict[str, Any]], out: Path) -> Path:
         ax.set_title(key)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if key.startswith("loss"):
-            ax.set_yscale("log")
+        set_value_axis(ax, [row[key] for run in runs for row in run["metrics"] if key in row])
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
@@ -136,15 +136,31 @@ def plot_accuracy(table: list[dict[str, Any]], out: Path, title: str = "test top
     return path
 
 
-def write_report(run_dirs: list[str | Path], out: str | Path, title: str = "fofakd comparison",
+def default_title(runs: list[dict[str, Any]]) -> str:
+    """"kd, fofa: deit_tiny_patch16_224 from resnet10t on fashion-mnist", from the runs' configs."""
+    def names(key: str) -> str:
+        return ", ".join(dict.fromkeys(str(r["config"].get(key) or "?") for r in runs))
+
+    methods = ", ".join(dict.fromkeys(r["label"] for r in runs))
+    students = ", ".join(dict.fromkeys(str(r["config"].get("student") or r["config"].get("model") or "?") for r in runs))
+    teachers = ", ".join(dict.fromkeys(str(r["config"].get("teacher") or r["config"].get("teacher_checkpoint"))
+                                       for r in runs if r["config"].get("method") != "scratch"
+                                       and (r["config"].get("teacher") or r["config"].get("teacher_checkpoint"))))
+    source = f" from {teachers}" if teachers else ""
+    return f"{methods}: {students}{source} on {names('data')}"
+
+
+def write_report(run_dirs: list[str | Path], out: str | Path, title: str | None = None,
                  notes: str = "") -> dict[str, Any]:
-    """report.md, results.json, curves.png and accuracy.png in `out` for the given runs."""
+    """report.md, results.json, curves.png and accuracy.png in `out` for the given runs (the title, when not
+    given, says which methods, student, teacher and data)."""
     if not run_dirs:
         raise FofakdError("no run directories given; pass one or more fofakd run directories.")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runs = [read_run(p) for p in run_dirs]
     table = summarise(runs)
+    title = title or default_title(runs)
     plot_curves(runs, out)
     plot_accuracy(table, out)
     diagnostics = plot_diagnostics(runs, out)
