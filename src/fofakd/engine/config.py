@@ -126,6 +126,11 @@ def _base_type(name: str, schema: type = RunConfig) -> tuple[type, bool]:
     return hint, False
 
 
+# Names other training scripts use for fofakd's options, for the "did you mean" of an unknown key.
+_ALIASES = {"learning_rate": "lr", "num_epochs": "epochs", "bs": "batch_size", "lr_min": "min_lr", "wd": "weight_decay",
+            "optimizer": "opt", "label_smoothing": "smoothing", "num_workers": "workers"}
+
+
 def _inherited(schema: type, key: str, item: str) -> Any:
     """A field's metadata `item`, from the nearest class that sets it (a task config re-defaulting `epochs` keeps
     the base class's range)."""
@@ -143,7 +148,7 @@ def check_value(key: str, value: Any, schema: type = RunConfig) -> Any:
     if key not in fields:
         import difflib
 
-        close = difflib.get_close_matches(key, list(fields), n=1)
+        close = [_ALIASES[key]] if _ALIASES.get(key) in fields else difflib.get_close_matches(key, list(fields), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise FofakdError(f"config key '{key}' is not an option{hint}; see the command's --help.")
     kind, optional = _base_type(key, schema)
