@@ -1,7 +1,11 @@
 import json
 
+import pytest
+
 from fofakd.cli import main
 from fofakd.demo import _teacher
+
+pytestmark = pytest.mark.slow  # end-to-end runs; CI runs them, `-m 'not slow'` skips them locally
 
 
 def test_quick_demo_compares_the_methods_and_reuses_its_teacher(tmp_path, capsys):

@@ -8,6 +8,8 @@ from safetensors.torch import load_file
 from fofakd.cli import main
 from fofakd.engine import faults
 
+pytestmark = pytest.mark.slow  # end-to-end runs; CI runs them, `-m 'not slow'` skips them locally
+
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):

@@ -3,9 +3,12 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from fofakd.cli import main
+
+pytestmark = pytest.mark.slow  # end-to-end runs; CI runs them, `-m 'not slow'` skips them locally
 
 SMALL = ["--train-subset", "128", "--val-subset", "64", "--test-subset", "64", "--epochs", "2"]
 

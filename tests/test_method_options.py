@@ -79,6 +79,7 @@ def test_without_prompts_the_teacher_never_runs_with_autograd():
 
 
 def test_the_method_catalogue_matches_the_registry():
-    from fofakd.method_catalogue import live_catalogue, load_catalogue
+    from fofakd.method_catalogue import load_catalogue
+    from fofakd.methods.catalogue import live_catalogue
 
-    assert load_catalogue() == live_catalogue(), "regenerate it: python -m fofakd.method_catalogue"
+    assert load_catalogue() == live_catalogue(), "regenerate it: python -m fofakd.methods.catalogue"

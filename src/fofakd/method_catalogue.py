@@ -1,6 +1,6 @@
 """The built-in methods' options, readable without importing torch, so that a bad method flag fails at once.
 
-`method_catalogue.json` is generated from the live registry (`python -m fofakd.method_catalogue`); a test keeps
+`method_catalogue.json` is generated from the live registry (`python -m fofakd.methods.catalogue`); a test keeps
 the two equal. Methods registered by a user's own code are not in it and are checked when they are built.
 """
 from __future__ import annotations
@@ -52,15 +52,3 @@ def check_option_type(method: str, key: str, value: object, default: object) -> 
         return
     if not ok:
         raise FofakdError(f"method '{method}' option '{key}' must be {kind}, got {value!r}; fix its value.")
-
-
-def live_catalogue() -> dict[str, dict[str, object]]:
-    """The registry's methods and option defaults, as JSON would hold them (imports torch)."""
-    from .methods import list_methods, method_options
-
-    return json.loads(json.dumps({name: method_options(name) for name in list_methods()}))
-
-
-if __name__ == "__main__":
-    CATALOGUE.write_text(json.dumps(live_catalogue(), indent=1, sort_keys=True) + "\n")
-    print(f"wrote {CATALOGUE}")

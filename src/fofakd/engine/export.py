@@ -12,6 +12,7 @@ from torch import nn
 
 from ..errors import FofakdError
 from .run_dir import read_student_spec, write_weights
+from .tasks import task_of
 
 FORMATS = ("onnx", "torchscript", "safetensors")
 
@@ -35,11 +36,10 @@ def load_student(checkpoint: str | Path) -> tuple[nn.Module, dict[str, Any], Pat
 
 
 def _model_from_spec(spec: dict[str, Any], weights: Path | None = None) -> nn.Module:
-    """A classifier, or a detector for the specs `fofakd detect` writes."""
-    if spec.get("task") == "detection":
-        from ..detection.builder import detector_from_spec
-
-        return detector_from_spec(spec, weights)
+    """A classifier, or the model of another task (a detector for the specs `fofakd detect` writes)."""
+    task = task_of(spec)
+    if task is not None:
+        return task.build(spec, weights)
     from .builder import model_from_spec
 
     return model_from_spec(spec, checkpoint=weights)
@@ -75,16 +75,14 @@ def _export(checkpoint: str | Path, fmt: str, out: str | Path, fold_normalisatio
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"format": fmt, "out": str(out), "model": spec["model"]}
-    detector = spec.get("task") == "detection"
     if fmt == "safetensors":  # one file: the spec travels in its metadata
         tmp = out.with_name(f".{out.name}.tmp")
         write_weights(model, spec, tmp)
         tmp.replace(out)
         return report
-    if detector:
-        from ..detection.export import export_detector
-
-        return {**report, **export_detector(model, spec, fmt, out)}
+    task = task_of(spec)
+    if task is not None:
+        return {**report, **task.export(model, spec, fmt, out)}
     if fold_normalisation:
         model = WithNormalisation(model, spec["mean"], spec["std"])
     report["input_shape"] = [None, spec["in_chans"], spec["img_size"], spec["img_size"]]

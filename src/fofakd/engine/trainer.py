@@ -76,7 +76,7 @@ class Trainer:
             # Buffers stay per process (FOFA feedback, CRD queues); BatchNorm statistics are averaged per epoch.
             self.model = DistributedDataParallel(
                 self.distiller, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                broadcast_buffers=False, find_unused_parameters=self.method == "fofa",
+                broadcast_buffers=False, find_unused_parameters=self.distiller.ddp_find_unused_parameters,
             )
         # Only now, with data and models built (so a typo cannot cost the old run), may an old run be replaced.
         if self.info.is_main:

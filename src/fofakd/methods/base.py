@@ -32,11 +32,15 @@ class Distiller(nn.Module):
         label_smoothing: Label smoothing of the task loss for class-index targets.
     """
 
+    # Whether DistributedDataParallel must look for parameters without a gradient in a step.
+    ddp_find_unused_parameters = False
+
     def __init__(
         self,
         teacher: nn.Module,
         student: nn.Module,
         input_size: Sequence[int],
+        *,
         ce_weight: float = 1.0,
         label_smoothing: float = 0.0,
     ):

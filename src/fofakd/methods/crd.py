@@ -1,7 +1,7 @@
 """Contrastive representation distillation (Tian et al., ICLR 2020) with a bounded queue of negatives."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -37,8 +37,7 @@ class CRD(Distiller):
         num_negatives: Queue length (negatives per anchor).
         temperature: Contrast temperature.
         crd_weight: Weight of the contrastive loss.
-        ce_weight: Weight of the task loss.
-        label_smoothing: Label smoothing of the task loss.
+        **base_options: `ce_weight` and `label_smoothing` of the task loss (see `Distiller`).
     """
 
     def __init__(
@@ -46,14 +45,14 @@ class CRD(Distiller):
         teacher: nn.Module,
         student: nn.Module,
         input_size: Sequence[int],
+        *,
         feat_dim: int = 128,
         num_negatives: int = 16384,
         temperature: float = 0.07,
         crd_weight: float = 0.8,
-        ce_weight: float = 1.0,
-        label_smoothing: float = 0.0,
+        **base_options: Any,
     ):
-        super().__init__(teacher, student, input_size, ce_weight=ce_weight, label_smoothing=label_smoothing)
+        super().__init__(teacher, student, input_size, **base_options)
         self.temperature, self.crd_weight = temperature, crd_weight
         self.embed_student = nn.Linear(embedding_dim(self.student, self.input_size), feat_dim)
         self.embed_teacher = nn.Linear(embedding_dim(self.teacher, self.input_size), feat_dim)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -40,8 +40,7 @@ class DIST(Distiller):
         beta: Weight of the inter-class relation.
         gamma: Weight of the intra-class relation.
         temperature: Softmax temperature.
-        ce_weight: Weight of the task loss.
-        label_smoothing: Label smoothing of the task loss.
+        **base_options: `ce_weight` and `label_smoothing` of the task loss (see `Distiller`).
         tau: Deprecated name of `temperature` (kept for one release).
     """
 
@@ -50,14 +49,14 @@ class DIST(Distiller):
         teacher: nn.Module,
         student: nn.Module,
         input_size: Sequence[int],
+        *,
         beta: float = 1.0,
         gamma: float = 1.0,
         temperature: float = 1.0,
-        ce_weight: float = 1.0,
-        label_smoothing: float = 0.0,
         tau: float | None = None,
+        **base_options: Any,
     ):
-        super().__init__(teacher, student, input_size, ce_weight=ce_weight, label_smoothing=label_smoothing)
+        super().__init__(teacher, student, input_size, **base_options)
         if tau is not None:
             warnings.warn("DIST's option 'tau' is now 'temperature'; 'tau' will be removed in the next release.",
                           DeprecationWarning, stacklevel=2)

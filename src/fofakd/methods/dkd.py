@@ -1,7 +1,7 @@
 """Decoupled knowledge distillation (Zhao et al., CVPR 2022)."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -52,8 +52,7 @@ class DKD(Distiller):
         alpha: Weight of the target-class part.
         beta: Weight of the non-target-class part (the DKD paper uses 8 on ImageNet, OFA's baselines 2).
         temperature: Softmax temperature.
-        ce_weight: Weight of the task loss.
-        label_smoothing: Label smoothing of the task loss.
+        **base_options: `ce_weight` and `label_smoothing` of the task loss (see `Distiller`).
     """
 
     def __init__(
@@ -61,13 +60,13 @@ class DKD(Distiller):
         teacher: nn.Module,
         student: nn.Module,
         input_size: Sequence[int],
+        *,
         alpha: float = 1.0,
         beta: float = 2.0,
         temperature: float = 1.0,
-        ce_weight: float = 1.0,
-        label_smoothing: float = 0.0,
+        **base_options: Any,
     ):
-        super().__init__(teacher, student, input_size, ce_weight=ce_weight, label_smoothing=label_smoothing)
+        super().__init__(teacher, student, input_size, **base_options)
         self.alpha, self.beta, self.temperature = alpha, beta, temperature
 
     def distill(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, LossParts]:

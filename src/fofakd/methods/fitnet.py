@@ -1,7 +1,7 @@
 """FitNet for heterogeneous pairs (Romero et al., 2015; the OFA paper's heterogeneous set-up)."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -27,8 +27,7 @@ class FitNet(Distiller):
         input_size: (C, H, W) of the training inputs.
         stages: Stage positions (0-based, of the 4) to distil; None = all.
         fd_weight: Weight of the feature loss.
-        ce_weight: Weight of the task loss.
-        label_smoothing: Label smoothing of the task loss.
+        **base_options: `ce_weight` and `label_smoothing` of the task loss (see `Distiller`).
         teacher_stages: Teacher feature indices overriding the defaults.
         student_stages: Student feature indices overriding the defaults.
     """
@@ -38,14 +37,14 @@ class FitNet(Distiller):
         teacher: nn.Module,
         student: nn.Module,
         input_size: Sequence[int],
+        *,
         stages: Sequence[int] | None = None,
         fd_weight: float = 1.0,
-        ce_weight: float = 1.0,
-        label_smoothing: float = 0.0,
         teacher_stages: Sequence[int] | None = None,
         student_stages: Sequence[int] | None = None,
+        **base_options: Any,
     ):
-        super().__init__(teacher, student, input_size, ce_weight=ce_weight, label_smoothing=label_smoothing)
+        super().__init__(teacher, student, input_size, **base_options)
         self.fd_weight = fd_weight
         self.teacher_stages, self.student_stages = self.discover_pair_stages(teacher_stages, student_stages)
         self.positions = stage_positions(stages, len(self.student_stages))

@@ -1,7 +1,7 @@
 """FOFA: region-aware attention on the student, adaptive feedback prompts in the frozen teacher (docs/method.md)."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -69,12 +69,11 @@ class FOFA(Distiller):
         afp_stages: Teacher stage positions (0-based) that get a prompt; None = all, [] = no prompts.
         use_feedback: Fuse the previous step's feedback into the prompts.
         se_mode: Squeeze-excitation in the prompts: "bias" (reference) or "gate" (standard).
-        ce_weight: Weight of the task loss.
         kd_weight: Weight of Hinton KD against the unprompted teacher (alpha).
         fd_weight: Weight of the feature loss (beta).
         reg_weight: Weight of the prompt regulariser (gamma).
         temperature: KD temperature.
-        label_smoothing: Label smoothing of the task loss.
+        **base_options: `ce_weight` and `label_smoothing` of the task loss (see `Distiller`).
         teacher_stages: Teacher feature indices overriding the defaults.
         student_stages: Student feature indices overriding the defaults.
         teacher_form: "map" or "tokens" overriding how teacher features are treated.
@@ -99,11 +98,15 @@ class FOFA(Distiller):
             given explicitly override the preset.
     """
 
+    # A prompt's fusion block has no gradient on the first step (there is no feedback yet), which DDP must allow.
+    ddp_find_unused_parameters = True
+
     def __init__(
         self,
         teacher: nn.Module,
         student: nn.Module,
         input_size: Sequence[int],
+        *,
         num_queries: int = 64,
         dim: int = 512,
         heads: int = 8,
@@ -112,12 +115,10 @@ class FOFA(Distiller):
         afp_stages: Sequence[int] | None = None,
         use_feedback: bool = True,
         se_mode: str = "bias",
-        ce_weight: float = 1.0,
         kd_weight: float = 1.0,
         fd_weight: float = 1.0,
         reg_weight: float = 1.0,
         temperature: float = 1.0,
-        label_smoothing: float = 0.0,
         teacher_stages: Sequence[int] | None = None,
         student_stages: Sequence[int] | None = None,
         teacher_form: str | None = None,
@@ -129,8 +130,9 @@ class FOFA(Distiller):
         prompt_reshape: str | None = None,
         feedback_order: str | None = None,
         preset: str = "fofakd",
+        **base_options: Any,
     ):
-        super().__init__(teacher, student, input_size, ce_weight=ce_weight, label_smoothing=label_smoothing)
+        super().__init__(teacher, student, input_size, **base_options)
         choices = resolve_preset(preset, pos_embed=pos_embed, init=init, token_drop=token_drop,
                                  prompt_reshape=prompt_reshape, feedback_order=feedback_order)
         pos_embed, init = choices["pos_embed"], choices["init"]

@@ -1,7 +1,7 @@
 """Hinton knowledge distillation (Hinton et al., 2015)."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -21,8 +21,7 @@ class KD(Distiller):
         input_size: (C, H, W) of the training inputs.
         kd_weight: Weight of the KD term.
         temperature: Softmax temperature T.
-        ce_weight: Weight of the task loss.
-        label_smoothing: Label smoothing of the task loss.
+        **base_options: `ce_weight` and `label_smoothing` of the task loss (see `Distiller`).
     """
 
     def __init__(
@@ -30,12 +29,12 @@ class KD(Distiller):
         teacher: nn.Module,
         student: nn.Module,
         input_size: Sequence[int],
+        *,
         kd_weight: float = 1.0,
         temperature: float = 1.0,
-        ce_weight: float = 1.0,
-        label_smoothing: float = 0.0,
+        **base_options: Any,
     ):
-        super().__init__(teacher, student, input_size, ce_weight=ce_weight, label_smoothing=label_smoothing)
+        super().__init__(teacher, student, input_size, **base_options)
         self.kd_weight = kd_weight
         self.temperature = temperature
 

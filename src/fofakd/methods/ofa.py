@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -57,8 +57,7 @@ class OFA(Distiller):
         temperature: Softmax temperature.
         ofa_weight: Weight of the exit branches' loss (`loss_ofa_branches`).
         final_weight: Weight of OFA's loss on the final logits (`loss_ofa_final`).
-        ce_weight: Weight of the task loss.
-        label_smoothing: Label smoothing of the task loss.
+        **base_options: `ce_weight` and `label_smoothing` of the task loss (see `Distiller`).
         student_stages: Student feature indices overriding the defaults.
         form: "code" (the OFA authors' loss, default) or "paper" (the formula printed in the paper).
         kd_weight: Deprecated name of `final_weight` (kept for one release).
@@ -69,18 +68,18 @@ class OFA(Distiller):
         teacher: nn.Module,
         student: nn.Module,
         input_size: Sequence[int],
+        *,
         stages: Sequence[int] | None = None,
         gamma: float | Sequence[float] = 1.0,
         temperature: float = 1.0,
         ofa_weight: float = 1.0,
         final_weight: float = 1.0,
-        ce_weight: float = 1.0,
-        label_smoothing: float = 0.0,
         student_stages: Sequence[int] | None = None,
         form: str = "code",
         kd_weight: float | None = None,
+        **base_options: Any,
     ):
-        super().__init__(teacher, student, input_size, ce_weight=ce_weight, label_smoothing=label_smoothing)
+        super().__init__(teacher, student, input_size, **base_options)
         if kd_weight is not None:
             warnings.warn("OFA's option 'kd_weight' is now 'final_weight'; 'kd_weight' will be removed in the next "
                           "release.", DeprecationWarning, stacklevel=2)

@@ -40,7 +40,7 @@ def method_options(name: str) -> dict[str, object]:
     for cls in reversed(get_method(name).__mro__):
         if issubclass(cls, Distiller):
             for param in inspect.signature(cls.__init__).parameters.values():
-                if param.name not in _BASE_ARGS and param.kind is param.POSITIONAL_OR_KEYWORD:
+                if param.name not in _BASE_ARGS and param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
                     options[param.name] = param.default
     return options
 

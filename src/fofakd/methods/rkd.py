@@ -1,7 +1,7 @@
 """Relational knowledge distillation: distance and angle relations of embeddings (Park et al., CVPR 2019)."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -51,8 +51,7 @@ class RKD(Distiller):
         input_size: (C, H, W) of the training inputs.
         distance_weight: Weight of the distance relation.
         angle_weight: Weight of the angle relation.
-        ce_weight: Weight of the task loss.
-        label_smoothing: Label smoothing of the task loss.
+        **base_options: `ce_weight` and `label_smoothing` of the task loss (see `Distiller`).
     """
 
     def __init__(
@@ -60,12 +59,12 @@ class RKD(Distiller):
         teacher: nn.Module,
         student: nn.Module,
         input_size: Sequence[int],
+        *,
         distance_weight: float = 25.0,
         angle_weight: float = 50.0,
-        ce_weight: float = 1.0,
-        label_smoothing: float = 0.0,
+        **base_options: Any,
     ):
-        super().__init__(teacher, student, input_size, ce_weight=ce_weight, label_smoothing=label_smoothing)
+        super().__init__(teacher, student, input_size, **base_options)
         self.distance_weight, self.angle_weight = distance_weight, angle_weight
 
     def distill(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, LossParts]:

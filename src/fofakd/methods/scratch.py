@@ -1,7 +1,7 @@
 """The student trained alone: its own baseline, run through the same loop as every method."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -18,8 +18,7 @@ class Scratch(Distiller):
         teacher: Ignored apart from being held (may be None).
         student: The student.
         input_size: (C, H, W) of the training inputs.
-        ce_weight: Weight of the task loss.
-        label_smoothing: Label smoothing of the task loss.
+        **base_options: `ce_weight` and `label_smoothing` of the task loss (see `Distiller`).
     """
 
     def __init__(
@@ -27,10 +26,9 @@ class Scratch(Distiller):
         teacher: nn.Module | None,
         student: nn.Module,
         input_size: Sequence[int],
-        ce_weight: float = 1.0,
-        label_smoothing: float = 0.0,
+        **base_options: Any,
     ):
-        super().__init__(teacher, student, input_size, ce_weight=ce_weight, label_smoothing=label_smoothing)
+        super().__init__(teacher, student, input_size, **base_options)
 
     def distill(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, LossParts]:
         return self.student(images), {}

@@ -1,0 +1,17 @@
+"""Writes fofakd/method_catalogue.json from the registry: `python -m fofakd.methods.catalogue`."""
+from __future__ import annotations
+
+import json
+
+from ..method_catalogue import CATALOGUE
+from .registry import list_methods, method_options
+
+
+def live_catalogue() -> dict[str, dict[str, object]]:
+    """The registry's methods and option defaults, as JSON holds them."""
+    return json.loads(json.dumps({name: method_options(name) for name in list_methods()}))
+
+
+if __name__ == "__main__":
+    CATALOGUE.write_text(json.dumps(live_catalogue(), indent=1, sort_keys=True) + "\n")
+    print(f"wrote {CATALOGUE}")
