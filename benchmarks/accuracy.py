@@ -1,6 +1,7 @@
 """Accuracy of every method on heterogeneous pairs in a representative low-data regime, and FOFA's investigation.
 
-Usage: python benchmarks/accuracy.py [--seeds 3] [--investigation-seeds 1] [--confirm VARIANTS] [--threads N] [--retrain-teachers] [--only-teachers]
+Usage: python benchmarks/accuracy.py [--seeds 3] [--investigation-seeds 1] [--confirm VARIANTS] [--threads N]
+       [--pairs ResNet-ViT,...] [--retrain-teachers] [--only-teachers] [--report-only]
 
 The regime (Fashion-MNIST at 32 px; each condition is checked and reported):
 - Teachers train on the full 60k training split and are shipped as safetensors under benchmarks/teachers/ with

@@ -1,27 +1,38 @@
 import json
 
 import pytest
+from safetensors.torch import save_file
 
+from fofakd import demo
 from fofakd.cli import main
-from fofakd.demo import _teacher
 
 pytestmark = pytest.mark.slow  # end-to-end runs; CI runs them, `-m 'not slow'` skips them locally
 
 
-def test_quick_demo_compares_the_methods_and_reuses_its_teacher(tmp_path, capsys):
+def test_quick_demo_distils_from_the_shipped_teacher_in_the_benchmark_regime(tmp_path, capsys):
+    shipped = demo.shipped_teacher()
+    assert shipped is not None and shipped[1] > 90.0  # the source tree ships the benchmark's ResNet teacher
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out)]) == 0
     for name in ("report.md", "results.json", "curves.png", "accuracy.png", "attention.png"):
         assert (out / name).is_file()
     table = {row["method"]: row for row in json.loads((out / "results.json").read_text())["table"]}
     assert list(table) == ["scratch", "kd", "ofa", "fofa"]
-    assert table["kd"]["extra_parameters"] == 0 and table["fofa"]["extra_parameters"] > table["ofa"]["extra_parameters"] > 0
-    assert all(10.0 < row["top1_mean"] <= 100.0 for row in table.values())  # better than chance on 10 classes
-    teacher = out / "teacher-quick"
-    assert json.loads((teacher / "summary.json").read_text())["test_top1"] > 50.0
-    stamp = (teacher / "student.safetensors").stat().st_mtime_ns
-    capsys.readouterr()
-    assert _teacher("quick", out) == teacher
+    assert table["kd"]["extra_parameters"] == 0
+    assert table["fofa"]["extra_parameters"] > table["ofa"]["extra_parameters"] > 0
+    # Numbers that mean something: every student far above chance (10 %), as 500 steps from a 93 % teacher give.
+    assert all(row["top1_mean"] > 60.0 for row in table.values()), table
+    spec = json.loads((out / "quick" / "fofa" / "student.json").read_text())
+    assert spec["img_size"] == 32 and spec["kwargs"]["patch_size"] == 4  # an 8x8 token grid
+    report = (out / "report.md").read_text()
+    assert f"{shipped[1]:.2f} % test top-1" in report and "| fofa | 1 |" in report
+
+
+def test_without_shipped_weights_the_demo_trains_its_teacher_once(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(demo, "SHIPPED_TEACHERS", tmp_path / "nothing")
+    folder = tmp_path / "teacher-quick"
+    folder.mkdir()
+    save_file({}, str(folder / "student.safetensors"))
+    (folder / "summary.json").write_text(json.dumps({"test_top1": 88.5}))
+    assert demo._teacher("quick", tmp_path) == (folder, 88.5)  # a finished teacher is reused, not retrained
     assert "reusing" in capsys.readouterr().out
-    assert (teacher / "student.safetensors").stat().st_mtime_ns == stamp
-    assert "| fofa | 1 |" in (out / "report.md").read_text()

@@ -20,7 +20,8 @@ from .config import RunConfig, TrainingConfig, check_models
 def student_spec(name: str, kwargs: dict[str, Any], data: DataBundle, cfg: RunConfig) -> dict[str, Any]:
     """Everything needed to rebuild the student, feed it and name its outputs (saved with its weights)."""
     spec = {
-        "model": name, "num_classes": data.num_classes, "in_chans": data.in_chans, "img_size": data.img_size,
+        "task": "classification", "model": name, "num_classes": data.num_classes, "in_chans": data.in_chans,
+        "img_size": data.img_size,
         "kwargs": dict(kwargs), "mean": list(data.mean), "std": list(data.std), "data": cfg.data,
         "class_names": list(data.class_names),
     }

@@ -18,8 +18,9 @@ class Distiller(nn.Module):
     """Base for all methods.
 
     `forward(images, targets)` returns a dict with `loss` (the weighted total to back-propagate), `logits` (the
-    student's), the unweighted parts `loss_*` and a method's detached diagnostics `diag/*`. In eval mode only the student runs. The teacher is frozen: its
-    parameters never require gradients and it stays in eval mode whatever `train()` is called with.
+    student's), the unweighted parts `loss_*` and a method's detached diagnostics `diag/*`. In eval mode only the
+    student runs. The teacher is frozen: its parameters never require gradients and it stays in eval mode whatever
+    `train()` is called with.
 
     A method implements `distill(images, targets) -> (student_logits, {name: (weight, loss)})`; the base adds the
     task loss and sums the weighted parts.

@@ -82,7 +82,9 @@ def check_input_size(model: nn.Module, input_size: tuple[int, int, int], role: s
             model.eval()(torch.zeros(1, *input_size))
     except (RuntimeError, AssertionError, ValueError) as err:
         reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
-        raise FofakdError(f"the {role} ({type(model).__name__}) cannot take {input_size[1]}x{input_size[2]} px "
-                          f"inputs ({reason}); raise --img-size or give the {role} a smaller patch or stride.") from None
+        raise FofakdError(
+            f"the {role} ({type(model).__name__}) cannot take {input_size[1]}x{input_size[2]} px inputs ({reason}); "
+            f"raise --img-size or give the {role} a smaller patch or stride."
+        ) from None
     finally:
         model.train(was_training)

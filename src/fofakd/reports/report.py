@@ -142,7 +142,8 @@ def default_title(runs: list[dict[str, Any]]) -> str:
         return ", ".join(dict.fromkeys(str(r["config"].get(key) or "?") for r in runs))
 
     methods = ", ".join(dict.fromkeys(r["label"] for r in runs))
-    students = ", ".join(dict.fromkeys(str(r["config"].get("student") or r["config"].get("model") or "?") for r in runs))
+    students = ", ".join(dict.fromkeys(str(r["config"].get("student") or r["config"].get("model") or "?")
+                                       for r in runs))
     teachers = ", ".join(dict.fromkeys(str(r["config"].get("teacher") or r["config"].get("teacher_checkpoint"))
                                        for r in runs if r["config"].get("method") != "scratch"
                                        and (r["config"].get("teacher") or r["config"].get("teacher_checkpoint"))))
