@@ -19,6 +19,7 @@ DECISIONS = {
     "fd_weight": {"1.0": "fofa", "0.3": "fd_weight=0.3", "0.1": "fd_weight=0.1"},
     "fd_warmup_steps": {"0": "fofa", "30% of steps": "fd warm-up (first 30% of steps)"},
     "target_norm": {"none": "fofa", "layer": "target_norm=layer"},
+    "num_queries": {"64": "fofa", "256": "num_queries=256"},
 }
 LADDER_LABELS = {"full FOFA": "fofa"}
 

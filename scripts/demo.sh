@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Set up, then run the built-in demo: a CNN teacher distilled into a small ViT on Fashion-MNIST with scratch, kd,
-# ofa and fofa (about 15 minutes on 2 CPU cores; pass --quick for a 3-minute version). Writes ./demo/report.md.
+# Set up, then run the built-in demo: the shipped ResNet teacher distilled into a small ViT on Fashion-MNIST with
+# scratch, kd, ofa and fofa (about 20 minutes on 2 CPU cores; --quick takes about 6). Writes ./demo/report.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -165,9 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "graph expects normalised input; the ONNX metadata holds the mean and std)")
     export.set_defaults(func=_cmd_export)
 
-    demo = sub.add_parser("demo", help="distil a CNN into a small ViT on Fashion-MNIST with scratch, kd, ofa, fofa")
+    demo = sub.add_parser("demo", help="distil a ResNet into a small ViT on Fashion-MNIST with scratch, kd, ofa, fofa")
     demo.add_argument("--out", default="demo", help="output directory (default: demo)")
-    demo.add_argument("--quick", action="store_true", help="a subset and fewer epochs (about 3 minutes)")
+    demo.add_argument("--quick", action="store_true", help="fewer images and steps (about 6 minutes on 2 cores)")
     demo.set_defaults(func=_cmd_demo)
 
     report = sub.add_parser("report", help="comparison table and plots from run directories")
