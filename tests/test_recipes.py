@@ -2,7 +2,6 @@
 import dataclasses
 import math
 from collections import defaultdict
-from types import SimpleNamespace
 
 import pytest
 import timm.models._builder
@@ -11,7 +10,8 @@ from timm.utils import ModelEmaV3
 
 from fofakd.cli import main
 from fofakd.data.augment import AugmentConfig, augment_uint8, to_model_input
-from fofakd.data.build import mixup_hooks
+from fofakd.data import DataBundle
+from fofakd.data.bundle import mixup_hooks
 from fofakd.engine.builder import build_optimizer, build_run_models, build_scheduler
 from fofakd.engine.config import build_config
 from fofakd.methods import build_distiller
@@ -82,8 +82,8 @@ def test_recipe_builds_and_trains_one_step_at_224(group, tmp_path, offline_pretr
     configs = [build_config({"amp": "none", "batch_size": 2}, CONFIGS / r.path) for r in recipes]
     first = configs[0]
     num_classes = CLASSES[first.data]
-    data = SimpleNamespace(num_classes=num_classes, in_chans=3, img_size=first.img_size, mean=(0.5,) * 3,
-                           std=(0.25,) * 3)
+    data = DataBundle(train=None, val=None, test=None, num_classes=num_classes, in_chans=3, img_size=first.img_size,
+                      mean=(0.5,) * 3, std=(0.25,) * 3, train_size=0, mixup=False)
     assert first.img_size == 224
     # CIFAR recipes name a teacher run directory the user makes first; here the teacher's weights are random.
     models_cfg = dataclasses.replace(first, teacher_checkpoint=None, pretrained=True)
