@@ -45,12 +45,17 @@ def decide(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The noise-margin rule: the current default (first) stays unless another value's mean validation top-1 beats
     it by more than the larger of the two standard deviations over seeds."""
     (current, base), *others = rows.items()
-    chosen, best = current, base["val_mean"]
+    chosen, best, candidates = current, base["val_mean"], []
     for value, row in others:
+        if row["val_mean"] <= base["val_mean"]:
+            continue
+        if min(base["seeds"], row["seeds"]) < 2:  # one seed has no spread to judge by: a candidate to confirm
+            candidates.append(value)
+            continue
         margin = max(base["val_std"], row["val_std"])
         if row["val_mean"] - base["val_mean"] > margin and row["val_mean"] > best:
             chosen, best = value, row["val_mean"]
-    return {"chosen": chosen, "val_mean": {v: r["val_mean"] for v, r in rows.items()},
+    return {"chosen": chosen, "to_confirm": candidates, "val_mean": {v: r["val_mean"] for v, r in rows.items()},
             "val_std": {v: r["val_std"] for v, r in rows.items()}, "seeds": {v: r["seeds"] for v, r in rows.items()}}
 
 
@@ -139,6 +144,19 @@ def markdown(results: dict[str, Any]) -> str:
         gain = f"{statistics.mean(gains):+.2f}" if gains else "-"
         lines.append(f"| {method} | " + " | ".join(cell(p["methods"].get(method)) for p in pairs.values())
                      + f" | {gain} |")
+    lines += ["", "## Where FOFA stands", ""]
+    for name, p in pairs.items():
+        methods = p["methods"]
+        if "fofa" not in methods:
+            lines.append(f"- {name}: FOFA not measured yet.")
+            continue
+        others = {m: r["test_mean"] for m, r in methods.items() if m not in ("fofa", "scratch")}
+        best = max(others, key=others.get) if others else None
+        fofa = methods["fofa"]["test_mean"]
+        parts = [f"{fofa - methods['scratch']['test_mean']:+.2f} against scratch"] if "scratch" in methods else []
+        if best:
+            parts.append(f"{fofa - others[best]:+.2f} against the best baseline ({best}, {others[best]:.2f})")
+        lines.append(f"- {name}: FOFA {fofa:.2f}, " + ", ".join(parts) + ".")
     lines += ["", f"## FOFA investigation on {results['investigation_pair']} (validation decides, test is reported)",
               "", f"To fit the benchmark into about 6 hours on 2 cores, the variants run {results['investigation_seeds']} "
               "seed(s) as a screen; a variant whose validation top-1 beats full FOFA's by more than the noise margin "
@@ -154,8 +172,10 @@ def markdown(results: dict[str, Any]) -> str:
               "Defaults by the noise-margin rule (another value replaces the default only when its mean validation "
               "top-1 is higher by more than the larger standard deviation over seeds):", ""]
     for option, d in results["decisions"].items():
+        confirm = f"; higher on one seed, to confirm: {', '.join(d['to_confirm'])}" if d["to_confirm"] else ""
         lines.append(f"- `{option}`: **{d['chosen']}** (" + ", ".join(
-            f"{v} {m:.2f} ± {d['val_std'][v]:.2f}" for v, m in d["val_mean"].items()) + ")")
+            f"{v} {m:.2f} ± {d['val_std'][v]:.2f} ({d['seeds'][v]} seed{'s' if d['seeds'][v] > 1 else ''})"
+            for v, m in d["val_mean"].items()) + f"){confirm}")
     lines += ["", "## FOFA's internals (last epoch, mean over seeds)", "",
               "| run | " + " | ".join(f"beta s{i}" for i in range(4)) + " | " + " | ".join(
                   f"prompt/input s{i}" for i in range(4)) + " | RAA entropy (nats, max 4.16) | "
