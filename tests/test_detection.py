@@ -144,14 +144,15 @@ def test_detection_fofa_prompts_learn_inside_a_frozen_teacher(tmp_path):
     assert second["loss_reg"].item() > 0, "once beta moved, the prompts change the teacher's ROI logits"
 
 
-@pytest.mark.parametrize("method", ["kd", "fitnet"])
+@pytest.mark.parametrize("method", ["kd", "dkd", "dist", "fitnet"])
 def test_detection_baselines_add_their_loss(tmp_path, method):
     from fofakd.detection.distill import DetectionDistiller
 
     images, targets = _batch(tmp_path)
     distiller = DetectionDistiller(_tiny("resnet10t"), _tiny("resnet10t", fpn=48), method).train()
     out = distiller(images, targets)
-    extra = {"kd": {"loss_kd"}, "fitnet": {"loss_kd", "loss_fd"}}[method]
+    extra = {"kd": {"loss_kd"}, "dkd": {"loss_tckd", "loss_nckd"}, "dist": {"loss_inter", "loss_intra"},
+             "fitnet": {"loss_kd", "loss_fd"}}[method]
     assert extra <= set(out) and all(out[k].item() > 0 for k in extra)
     out["loss"].backward()
     assert all(p.grad is None for p in distiller.teacher.parameters())
@@ -207,6 +208,36 @@ def test_detection_fofa_takes_batches_of_changing_image_size(tmp_path):
     assert out["loss_reg"].item() > 0
 
 
+def test_detection_logit_methods_are_the_classification_losses_on_roi_logits(tmp_path):
+    """dkd on a detector computes exactly the registered DKD's parts on the teacher's ROI logits for the student's
+    sampled proposals, with the sampled labels as targets."""
+    from fofakd.detection.distill import DetectionDistiller, roi_class_logits
+    from fofakd.methods.dkd import dkd_parts
+
+    torch.manual_seed(0)
+    images, targets = _batch(tmp_path)
+    distiller = DetectionDistiller(_tiny("resnet10t"), _tiny("resnet10t", fpn=48), "dkd", temperature=2.0,
+                                   beta=8.0).train()
+    captured = {}
+    original = distiller._distill
+
+    def spy(batch, features, proposals, class_logits, labels):
+        captured.update(batch=batch, proposals=proposals, logits=class_logits, labels=labels)
+        return original(batch, features, proposals, class_logits, labels)
+
+    distiller._distill = spy
+    out = distiller(images, targets)
+    with torch.no_grad():
+        teacher = distiller.teacher
+        plain = teacher.backbone(captured["batch"].tensors)
+        teacher_logits = roi_class_logits(teacher, plain, captured["proposals"], captured["batch"].image_sizes)
+    tckd, nckd = dkd_parts(captured["logits"], teacher_logits, captured["labels"], 2.0)
+    assert out["loss_tckd"].item() == pytest.approx(tckd.item(), rel=1e-6)
+    assert out["loss_nckd"].item() == pytest.approx(nckd.item(), rel=1e-6)
+    own = out["loss_rpn_objectness"] + out["loss_rpn_box_reg"] + out["loss_classifier"] + out["loss_box_reg"]
+    assert out["loss"].item() == pytest.approx((own + tckd + 8.0 * nckd).item(), rel=1e-5)  # alpha 1, beta 8
+
+
 def test_detection_fofa_explains_what_it_needs():
     from fofakd.detection.distill import DetectionDistiller
 
@@ -217,4 +248,10 @@ def test_detection_fofa_explains_what_it_needs():
         DetectionDistiller(build_detector("resnet10t", 4, min_size=64, max_size=64),
                            build_detector("resnet10t", 4, min_size=64, max_size=96), "fofa")
     with pytest.raises(FofakdError, match="not known"):
-        DetectionDistiller(_tiny("resnet10t"), _tiny("resnet10t"), "dkd")
+        DetectionDistiller(_tiny("resnet10t"), _tiny("resnet10t"), "dkdd")
+    with pytest.raises(FofakdError, match="needs the models' own features"):
+        DetectionDistiller(_tiny("resnet10t"), _tiny("resnet10t"), "ofa")
+    with pytest.raises(FofakdError, match="label_smoothing does not apply"):
+        DetectionDistiller(_tiny("resnet10t"), _tiny("resnet10t"), "kd", label_smoothing=0.1)
+    with pytest.raises(FofakdError, match="has no option dimm"):
+        DetectionDistiller(_tiny("resnet10t"), _tiny("resnet10t"), "fofa", dimm=32)

@@ -89,8 +89,9 @@ def test_fofa_distils_from_a_teacher_run_then_evaluates_and_exports(tiny, teache
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--method-options", "rank=3"], "option(s) rank not known"),
-    (["--method", "dkd"], "'dkd' is not known"),
+    (["--method-options", "rank=3"], "detection method 'fofa' has no option rank"),
+    (["--method", "dkdd"], "method 'dkdd' is not known; did you mean dkd"),
+    (["--method", "ofa"], "method 'ofa' needs the models' own features, not only logits"),
     (["--batch-size", "64"], "larger than the 16 training images"),
     (["--data", "coco", "--data-dir", "."], "has no 'train2017' split"),
 ])

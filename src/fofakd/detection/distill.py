@@ -18,13 +18,22 @@ from torchvision.models.detection.roi_heads import fastrcnn_loss
 from ..errors import FofakdError
 from ..features.hooks import StageInputHooks
 from ..features.stages import ModelStages, StageInfo
+from ..methods import logit_method
 from ..methods.losses import hcl_loss, kd_loss, kl_divergence
 from ..modules.aligners import RegionsToMap
 from ..modules.prompts import AdaptiveFeedbackPrompt
 from ..modules.raa import RegionAwareAttention
 from .models import TimmFPNBackbone
 
-DETECTION_METHODS = ("scratch", "kd", "fitnet", "fofa")
+# The feature methods detection implements on FPN levels, with their options and defaults. Methods that compare
+# logits only (kd, dkd, dist: `LogitDistiller`) are the registered classification methods, applied to ROI logits.
+FEATURE_METHODS = {
+    "fitnet": {"kd_weight": 1.0, "fd_weight": 1.0, "temperature": 1.0},
+    "fofa": {"num_queries": 125, "dim": 64, "heads": 8, "se_mode": "bias", "use_feedback": True, "kd_weight": 1.0,
+             "fd_weight": 1.0, "reg_weight": 1.0, "temperature": 1.0},
+}
+# The detector's own losses replace the classification task loss, so its options do not apply.
+_TASK_LOSS_OPTIONS = ("ce_weight", "label_smoothing")
 
 
 def roi_class_logits(detector: FasterRCNN, features: dict, proposals: list, image_sizes: list) -> torch.Tensor:
@@ -95,30 +104,34 @@ class DetectionDistiller(nn.Module):
     Args:
         student: torchvision Faster R-CNN (FPN backbone, 5 levels).
         teacher: Frozen teacher detector with the same classes (None for scratch).
-        method: "scratch", "kd" (ROI logits), "fitnet" (FPN features) or "fofa".
-        num_queries: FOFA region tokens over the 5 FPN levels (125 = 25 per level).
-        dim: FOFA attention width.
-        heads: FOFA attention heads.
-        se_mode: Squeeze-excitation of the prompts ("bias" or "gate").
-        use_feedback: Fuse the previous step's FPN differences into the prompts.
-        kd_weight: Weight of KD on the ROI logits.
-        fd_weight: Weight of the feature loss (FitNet or FOFA).
-        reg_weight: Weight of FOFA's prompt regulariser.
-        temperature: KD temperature.
+        method: "scratch"; "fitnet" (FPN features) or "fofa", implemented here on the FPN levels; or any method
+            that compares logits only (kd, dkd, dist), applied to the teacher's ROI logits for the student's
+            sampled proposals.
+        **options: The method's options. fitnet and fofa: see `FEATURE_METHODS` (FOFA's `num_queries` region
+            tokens over the 5 FPN levels, attention `dim` and `heads`, the prompts' `se_mode` and `use_feedback`,
+            and the weights of KD on ROI logits, the feature loss and the prompt regulariser). Logit methods:
+            their own options (`fofakd methods`), without `ce_weight` and `label_smoothing`.
     """
 
-    def __init__(self, student: FasterRCNN, teacher: FasterRCNN | None = None, method: str = "fofa",
-                 num_queries: int = 125, dim: int = 64, heads: int = 8, se_mode: str = "bias",
-                 use_feedback: bool = True, kd_weight: float = 1.0, fd_weight: float = 1.0, reg_weight: float = 1.0,
-                 temperature: float = 1.0):
+    def __init__(self, student: FasterRCNN, teacher: FasterRCNN | None = None, method: str = "fofa", **options):
         super().__init__()
-        if method not in DETECTION_METHODS:
-            raise FofakdError(f"detection method '{method}' is not known; use one of {', '.join(DETECTION_METHODS)}.")
         if method != "scratch" and teacher is None:
             raise FofakdError(f"detection method '{method}' needs a teacher detector.")
         self.method, self.student, self.teacher = method, student, teacher if method != "scratch" else None
-        self.kd_weight, self.fd_weight, self.reg_weight = kd_weight, fd_weight, reg_weight
-        self.temperature = temperature
+        self.logit_method = None
+        if method == "scratch":
+            self._check_options(method, options, {})
+        elif method not in FEATURE_METHODS:
+            taken = sorted(set(options) & set(_TASK_LOSS_OPTIONS))
+            if taken:
+                raise FofakdError(f"detection trains with the detector's own losses, so {', '.join(taken)} does "
+                                  "not apply; leave it out.")
+            self.logit_method = logit_method(method, **options)
+        else:
+            options = {**FEATURE_METHODS[method], **self._check_options(method, options, FEATURE_METHODS[method])}
+            self.kd_weight, self.fd_weight, self.temperature = (options[k] for k in ("kd_weight", "fd_weight",
+                                                                                     "temperature"))
+            self.reg_weight = options.get("reg_weight", 0.0)
         if self.teacher is not None:
             self.teacher.eval().requires_grad_(False)
             same = [getattr(student.transform, k) == getattr(teacher.transform, k)
@@ -133,13 +146,22 @@ class DetectionDistiller(nn.Module):
             self.teacher_stages, teacher_levels = teacher_backbone_stages(teacher)
             student_levels = self._level_shapes(student)
             self.raa = RegionAwareAttention([s[0] for s in student_levels], [s[1:] for s in student_levels],
-                                            num_queries=num_queries, dim=dim, num_heads=heads)
+                                            num_queries=options["num_queries"], dim=options["dim"],
+                                            num_heads=options["heads"])
             side = self.raa.regions_per_side
-            self.aligners = nn.ModuleList(RegionsToMap(dim, side, t[0], t[1:]) for t in teacher_levels)
-            self.prompts = nn.ModuleList(AdaptiveFeedbackPrompt(s, se_mode, use_feedback)
+            self.aligners = nn.ModuleList(RegionsToMap(options["dim"], side, t[0], t[1:]) for t in teacher_levels)
+            self.prompts = nn.ModuleList(AdaptiveFeedbackPrompt(s, options["se_mode"], options["use_feedback"])
                                          for s in self.teacher_stages)
             self.prompt_hooks = StageInputHooks(teacher.backbone.body, self.teacher_stages,
                                                 dict(enumerate(self.prompts)))
+
+    @staticmethod
+    def _check_options(method: str, options: dict[str, Any], known: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            named = f"use {', '.join(sorted(known))}" if known else "it takes none"
+            raise FofakdError(f"detection method '{method}' has no option {', '.join(unknown)}; {named}.")
+        return options
 
     @staticmethod
     @torch.no_grad()
@@ -185,16 +207,19 @@ class DetectionDistiller(nn.Module):
                  "loss_rpn_box_reg": (1.0, rpn_losses["loss_rpn_box_reg"]),
                  "loss_classifier": (1.0, loss_classifier), "loss_box_reg": (1.0, loss_box_reg)}
         if self.teacher is not None:
-            parts.update(self._distill(batch, features, proposals, class_logits))
+            parts.update(self._distill(batch, features, proposals, class_logits, torch.cat(labels)))
         out = {name: loss for name, (_, loss) in parts.items()}
         out["loss"] = sum(weight * loss for weight, loss in parts.values())
         return out
 
-    def _distill(self, batch: Any, features: dict, proposals: list, class_logits: torch.Tensor) -> dict:
+    def _distill(self, batch: Any, features: dict, proposals: list, class_logits: torch.Tensor,
+                 labels: torch.Tensor) -> dict:
         teacher = self.teacher
         with torch.no_grad():
             plain = teacher.backbone(batch.tensors)
             teacher_logits = roi_class_logits(teacher, plain, proposals, batch.image_sizes)
+        if self.logit_method is not None:
+            return self.logit_method.logit_losses(class_logits, teacher_logits, labels)
         parts = {"loss_kd": (self.kd_weight, kd_loss(class_logits, teacher_logits, self.temperature))}
         levels = list(features.values())
         if self.method == "fitnet":

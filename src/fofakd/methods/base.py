@@ -126,3 +126,21 @@ class Distiller(nn.Module):
 
     def num_extra_parameters(self) -> int:
         return sum(p.numel() for _, p in self.named_extra_parameters())
+
+
+class LogitDistiller(Distiller):
+    """A method that compares logits only, so it distils whatever logits a task hands it: a classifier's, or a
+    detector's ROI-head logits for the proposals the student sampled.
+
+    A subclass implements `logit_losses`; `distill` runs the student and the teacher on the images.
+    """
+
+    def logit_losses(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                     targets: torch.Tensor) -> LossParts:
+        """The method's weighted loss parts from the student's and the teacher's logits of the same samples."""
+        raise NotImplementedError
+
+    def distill(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, LossParts]:
+        logits = self.student(images)
+        return logits, self.logit_losses(logits, self.teacher_logits(images), targets)
+

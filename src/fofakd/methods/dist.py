@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from .base import Distiller, LossParts
+from .base import LogitDistiller, LossParts
 from .registry import register_method
 
 
@@ -30,7 +30,7 @@ def dist_parts(
 
 
 @register_method("dist")
-class DIST(Distiller):
+class DIST(LogitDistiller):
     """`ce_weight * CE + beta * inter + gamma * intra`.
 
     Args:
@@ -63,7 +63,7 @@ class DIST(Distiller):
             temperature = tau
         self.beta, self.gamma, self.temperature = beta, gamma, temperature
 
-    def distill(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, LossParts]:
-        logits = self.student(images)
-        inter, intra = dist_parts(logits, self.teacher_logits(images), self.temperature)
-        return logits, {"loss_inter": (self.beta, inter), "loss_intra": (self.gamma, intra)}
+    def logit_losses(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                     targets: torch.Tensor) -> LossParts:
+        inter, intra = dist_parts(student_logits, teacher_logits, self.temperature)
+        return {"loss_inter": (self.beta, inter), "loss_intra": (self.gamma, intra)}

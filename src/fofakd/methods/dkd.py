@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Distiller, LossParts
+from .base import LogitDistiller, LossParts
 from .registry import register_method
 
 
@@ -42,7 +42,7 @@ def dkd_parts(
 
 
 @register_method("dkd")
-class DKD(Distiller):
+class DKD(LogitDistiller):
     """`ce_weight * CE + alpha * TCKD + beta * NCKD`. Soft (mixup) targets use their arg-max class.
 
     Args:
@@ -69,7 +69,7 @@ class DKD(Distiller):
         super().__init__(teacher, student, input_size, **base_options)
         self.alpha, self.beta, self.temperature = alpha, beta, temperature
 
-    def distill(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, LossParts]:
-        logits = self.student(images)
-        tckd, nckd = dkd_parts(logits, self.teacher_logits(images), hard_labels(targets), self.temperature)
-        return logits, {"loss_tckd": (self.alpha, tckd), "loss_nckd": (self.beta, nckd)}
+    def logit_losses(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                     targets: torch.Tensor) -> LossParts:
+        tckd, nckd = dkd_parts(student_logits, teacher_logits, hard_labels(targets), self.temperature)
+        return {"loss_tckd": (self.alpha, tckd), "loss_nckd": (self.beta, nckd)}

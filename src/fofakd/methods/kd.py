@@ -6,13 +6,13 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from .base import Distiller, LossParts
+from .base import LogitDistiller, LossParts
 from .losses import kd_loss
 from .registry import register_method
 
 
 @register_method("kd")
-class KD(Distiller):
+class KD(LogitDistiller):
     """`ce_weight * CE + kd_weight * T^2 KL(softmax(z_T / T) || softmax(z_S / T))`.
 
     Args:
@@ -38,6 +38,6 @@ class KD(Distiller):
         self.kd_weight = kd_weight
         self.temperature = temperature
 
-    def distill(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, LossParts]:
-        logits = self.student(images)
-        return logits, {"loss_kd": (self.kd_weight, kd_loss(logits, self.teacher_logits(images), self.temperature))}
+    def logit_losses(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                     targets: torch.Tensor) -> LossParts:
+        return {"loss_kd": (self.kd_weight, kd_loss(student_logits, teacher_logits, self.temperature))}

@@ -7,7 +7,8 @@ from typing import Callable, Sequence
 from torch import nn
 
 from ..method_catalogue import check_method
-from .base import Distiller
+from ..errors import FofakdError
+from .base import Distiller, LogitDistiller
 
 _METHODS: dict[str, type[Distiller]] = {}
 _BASE_ARGS = ("self", "teacher", "student", "input_size")
@@ -52,3 +53,18 @@ def build_distiller(
     cls = get_method(name)
     check_method(name, options, {name: method_options(name)})
     return cls(teacher=teacher, student=student, input_size=input_size, **options)
+
+
+def logit_method(name: str, **options) -> LogitDistiller:
+    """Method `name`'s losses on logits a task supplies (the detector's ROI logits, say), without its models.
+
+    Only methods that compare logits alone (`LogitDistiller`: kd, dkd, dist) can be used so.
+    """
+    cls = get_method(name)
+    if not issubclass(cls, LogitDistiller):
+        logit_only = ", ".join(m for m in list_methods() if issubclass(_METHODS[m], LogitDistiller))
+        raise FofakdError(f"method '{name}' needs the models' own features, not only logits, so it cannot be used "
+                          f"here; use one of {logit_only}.")
+    check_method(name, options, {name: method_options(name)})
+    return cls(teacher=None, student=nn.Identity(), input_size=(), **options)
+
