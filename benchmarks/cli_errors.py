@@ -47,6 +47,7 @@ def stand_ins(root: Path) -> dict[str, str]:
                                     f"out: {kd}\n")
     (root / "file").write_text("not a run")
     (root / "typo.yaml").write_text("learning_rate: 0.1\n")
+    (root / "det.yaml").write_text("task: detection\nmodel: resnet10t\n")
     return {"tmp": str(root), "teacher": str(teacher), "kd": str(kd), "file": str(root / "file")}
 
 

@@ -46,6 +46,11 @@ def places(tmp_path_factory):
     return {"teacher": str(teacher), "kd": str(kd), "file": str(file)}
 
 
+def _yaml_files(folder: Path) -> None:
+    (folder / "typo.yaml").write_text("learning_rate: 0.1\n")
+    (folder / "det.yaml").write_text("task: detection\nmodel: resnet10t\n")
+
+
 def _fill(text: str, places: dict[str, str], tmp: Path) -> str:
     return text.format(tmp=tmp, **places)
 
@@ -57,7 +62,7 @@ def _snapshot(*folders: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize("row", MISTAKES, ids=[r["case"] for r in MISTAKES])
 def test_each_mistake_gets_its_sentence_and_changes_nothing(row, places, tmp_path, capsys):
-    (tmp_path / "typo.yaml").write_text("learning_rate: 0.1\n")
+    _yaml_files(tmp_path)
     watched = (Path(places["teacher"]).parent, tmp_path)
     before = _snapshot(*watched)
     capsys.readouterr()
@@ -70,7 +75,7 @@ def test_each_mistake_gets_its_sentence_and_changes_nothing(row, places, tmp_pat
 
 def test_early_mistakes_fail_before_torch_is_imported(places, tmp_path):
     early = [row for row in MISTAKES if row["early"] == "yes"]
-    (tmp_path / "typo.yaml").write_text("learning_rate: 0.1\n")
+    _yaml_files(tmp_path)
     commands = [shlex.split(_fill(row["command"], places, tmp_path)) for row in early]
     script = ("import sys, json\nfrom fofakd.cli import main\n"
               f"codes = [main(c) for c in {commands!r}]\n"

@@ -18,6 +18,7 @@ class DetectionConfig(TrainingConfig):
     for 16 images, weight decay 1e-4), scaled to 4 images per batch.
     """
 
+    task: str = _opt("detection", "the run's task", commands=())
     # recipe defaults for Faster R-CNN
     epochs: int = _opt(12, "training epochs")
     batch_size: int = _opt(4, "images per batch per process")

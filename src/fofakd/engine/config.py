@@ -82,9 +82,16 @@ class TrainingConfig:
     resume: bool = _opt(False, "continue the run in --out from checkpoints/last.pt")
     overwrite: bool = _opt(False, "replace a run that --out already holds")
     stop_after: int | None = _opt(None, "stop after N epochs of this invocation, with a checkpoint to --resume from")
+    # which task's command made the run (no flag: each task's config class sets it)
+    task: str = _opt("classification", "the run's task", commands=())
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def run_task(config: dict[str, Any]) -> str:
+    """The task of a run from its saved config (runs saved before configs named their task: from their keys)."""
+    return config.get("task") or ("detection" if "detector_options" in config else "classification")
 
 
 @dataclass
@@ -292,7 +299,12 @@ def config_from_args(args: argparse.Namespace) -> Any:
                         f"--{key.replace('_', '-')} {value!r} differs from the run's config.yaml ({saved[key]!r}); a "
                         f"resumed run keeps its settings except {', '.join(RESUME_MAY_CHANGE[:5])}."
                     )
-    return build_config(overrides, config_file, schema)
+    cfg = build_config(overrides, config_file, schema)
+    own_task = fields_of(schema)["task"].default
+    if cfg.task != own_task:
+        command = "fofakd detect" if cfg.task == "detection" else "fofakd train / distill"
+        raise FofakdError(f"'{config_file}' configures a {cfg.task} run; run it with {command}.")
+    return cfg
 
 
 def _run_config(config_file: str | None, out: str | None) -> Path | None:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from ..data import build_eval_data
 from ..engine.builder import build_run_models
 from ..engine.checkpoint import load_checkpoint
-from ..engine.config import RunConfig
+from ..engine.config import RunConfig, run_task
 from ..errors import FofakdError
 from ..features.layout import to_map
 from ..features.stages import forward_stages
@@ -20,7 +20,7 @@ def load_fofa_run(run_dir: str | Path):
     """The FOFA distiller of a run (teacher from its checkpoint, trained parts from checkpoints/last.pt)."""
     path = Path(run_dir) / "checkpoints" / "last.pt"
     state = load_checkpoint(path)
-    if "detector_options" in state["config"]:
+    if run_task(state["config"]) != "classification":
         raise FofakdError(f"'{run_dir}' is a detection run; attention maps are drawn for classification fofa runs.")
     cfg = RunConfig(**state["config"])
     if cfg.method != "fofa":

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from ..engine.config import run_task
 from ..errors import FofakdError
 from .axes import set_value_axis
 from .diagnostics import plot_diagnostics
@@ -21,7 +22,7 @@ def read_run(path: str | Path) -> dict[str, Any]:
     if not metrics.is_file():
         raise FofakdError(f"'{path}' is not a fofakd run directory (no metrics.jsonl); pass run directories.")
     config = yaml.safe_load((path / "config.yaml").read_text()) if (path / "config.yaml").is_file() else {}
-    if "detector_options" in config:
+    if run_task(config) != "classification":
         raise FofakdError(f"'{path}' is a detection run; reports compare classification runs (each detection run's "
                           "summary.json holds its mAP).")
     summary = json.loads((path / "summary.json").read_text()) if (path / "summary.json").is_file() else {}
