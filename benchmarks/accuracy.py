@@ -219,8 +219,12 @@ def main() -> None:
                         help="investigation variants to run with every seed, e.g. 'fd_weight=0.3'")
     parser.add_argument("--only", type=lambda s: s.split(","), default=[],
                         help="run only these labels (methods or variants), e.g. to share the work between processes")
-    parser.add_argument("--note", default="", help="a sentence about this run's circumstances for the report")
+    parser.add_argument("--note", default=None,
+                        help="text for the report's closing section (default: benchmarks/accuracy_note.md)")
     args = parser.parse_args()
+    if args.note is None:
+        note_file = HERE / "accuracy_note.md"
+        args.note = note_file.read_text().strip() if note_file.is_file() else ""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
