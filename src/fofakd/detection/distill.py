@@ -17,7 +17,7 @@ from torchvision.models.detection.roi_heads import fastrcnn_loss
 
 from ..errors import FofakdError
 from ..features.hooks import StageInputHooks
-from ..features.stages import ModelStages, StageInfo
+from ..features.stages import ModelStages, StageInfo, recording_input_shapes
 from ..methods import logit_method
 from ..methods.losses import hcl_loss, kd_loss, kl_divergence
 from ..modules.aligners import RegionsToMap
@@ -71,22 +71,12 @@ def teacher_backbone_stages(detector: FasterRCNN) -> tuple[ModelStages, list[tup
         raise FofakdError("FOFA's prompts need a timm backbone in the teacher; build it with a timm model name.")
     size = reference_size(detector)
     names = [_stage_module(backbone.body, n) for n in backbone.body.feature_info.module_name()[-4:]]
-    inputs: dict[str, tuple[int, ...]] = {}
-
-    def recorder(name: str):
-        def hook(_module: nn.Module, args: tuple) -> None:
-            inputs.setdefault(name, tuple(args[0].shape))
-
-        return hook
-
-    handles = [backbone.body.get_submodule(n).register_forward_pre_hook(recorder(n)) for n in names]
     was_training = backbone.training
-    try:
-        levels = list(backbone.eval()(torch.zeros(1, 3, *size)).values())
-    finally:
-        backbone.train(was_training)
-        for handle in handles:
-            handle.remove()
+    with recording_input_shapes(backbone.body, names) as inputs:
+        try:
+            levels = list(backbone.eval()(torch.zeros(1, 3, *size)).values())
+        finally:
+            backbone.train(was_training)
     layout = "NHWC" if backbone.channels_last else "NCHW"
     stages = []
     for i, name in enumerate(names):

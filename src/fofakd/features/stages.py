@@ -6,8 +6,9 @@ use their last resolution stages; isotropic nets (ViT, DeiT, Mixer, ResMLP) use 
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -199,40 +200,48 @@ def _after_patch_merging(model: nn.Module, name: str) -> str:
 def _dry_run(
     model: nn.Module, input_size: Sequence[int], indices: list[int], starts: list[str]
 ) -> tuple[torch.Tensor, list[torch.Tensor], list[tuple[int, ...]]]:
-    seen: dict[str, tuple[int, ...]] = {}
-    handles = []
-    for name in starts:
-        try:
-            module = model.get_submodule(name)
-        except AttributeError:
-            raise FofakdError(
-                f"stage start module '{name}' was not found in {type(model).__name__}; pass stage indices explicitly."
-            ) from None
-        handles.append(module.register_forward_pre_hook(_shape_recorder(seen, name)))
     was_training = model.training
     param = next(model.parameters(), None)
     x = torch.zeros(2, *input_size, device=param.device if param is not None else "cpu")
-    try:
-        model.eval()
-        with torch.no_grad():
-            final, feats = model.forward_intermediates(x, indices=indices, output_fmt="NCHW")
-    except (RuntimeError, AssertionError, ValueError) as err:
-        raise FofakdError(
-            f"{type(model).__name__} does not accept inputs of size {tuple(input_size)} ({err}); "
-            "build the model for this image size or resize the data."
-        ) from None
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
+    with recording_input_shapes(model, starts) as seen:
+        try:
+            model.eval()
+            with torch.no_grad():
+                final, feats = model.forward_intermediates(x, indices=indices, output_fmt="NCHW")
+        except (RuntimeError, AssertionError, ValueError) as err:
+            raise FofakdError(
+                f"{type(model).__name__} does not accept inputs of size {tuple(input_size)} ({err}); "
+                "build the model for this image size or resize the data."
+            ) from None
+        finally:
+            model.train(was_training)
     return final, feats, [seen[name] for name in starts]
 
 
-def _shape_recorder(seen: dict[str, tuple[int, ...]], name: str):
-    def hook(_module: nn.Module, args: tuple) -> None:
-        seen.setdefault(name, tuple(args[0].shape))
+@contextmanager
+def recording_input_shapes(model: nn.Module, names: Sequence[str]) -> Iterator[dict[str, tuple[int, ...]]]:
+    """While open, the shape of the first input each named submodule receives, by name."""
+    seen: dict[str, tuple[int, ...]] = {}
+    handles = []
 
-    return hook
+    def recorder(name: str):
+        def hook(_module: nn.Module, args: tuple) -> None:
+            seen.setdefault(name, tuple(args[0].shape))
+
+        return hook
+
+    try:
+        for name in names:
+            try:
+                module = model.get_submodule(name)
+            except AttributeError:
+                raise FofakdError(f"stage start module '{name}' was not found in {type(model).__name__}; pass "
+                                  "stage indices explicitly.") from None
+            handles.append(module.register_forward_pre_hook(recorder(name)))
+        yield seen
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _describe_input(
