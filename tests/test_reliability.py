@@ -349,6 +349,15 @@ def test_resume_needs_only_the_folder_and_may_extend_the_epochs(teacher, tmp_pat
     assert [(r["epoch"], r["epochs"]) for r in rows] == [(1, 2), (2, 3), (3, 3)]
 
 
+def test_the_run_directory_may_be_the_argument(teacher, tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main([*_kd_args(teacher, out), "--stop-after", "1"]) == 0
+    assert main(["distill", str(out), "--resume"]) == 0
+    assert json.loads((out / "summary.json").read_text())["method"] == "kd"
+    _fails_cleanly(["distill", str(out), "--out", str(tmp_path / "other"), "--resume"], capsys,
+                   "and --out " + str(tmp_path / "other") + " differ; give one of them")
+
+
 def test_resume_refuses_a_setting_that_differs_from_the_run(teacher, tmp_path, capsys):
     out = tmp_path / "r"
     assert main([*_kd_args(teacher, out), "--stop-after", "1"]) == 0

@@ -219,6 +219,8 @@ def parse_key_values(items: list[str]) -> dict[str, Any]:
 def add_config_arguments(parser: argparse.ArgumentParser, command: str, schema: type = RunConfig) -> None:
     """One flag per option of `command`; unset flags stay absent so the YAML file and defaults apply."""
     parser.add_argument("--config", help="YAML file with options (flags override it)")
+    parser.add_argument("run_dir", nargs="?", metavar="RUN_DIR",
+                        help="the run directory, as --out: `fofakd distill RUN_DIR --resume` continues a run")
     parser.set_defaults(config_schema=schema)
     for name, f in fields_of(schema).items():
         if command not in f.metadata["commands"]:
@@ -275,8 +277,8 @@ RESUME_MAY_CHANGE = ("epochs", "stop_after", "device", "workers", "eval_batch_si
 def config_from_args(args: argparse.Namespace) -> Any:
     """The config of a parsed command line (its class set by `add_config_arguments`).
 
-    With --resume the run's own config.yaml is the base (found through --out, or given as --config), so
-    `--out DIR --resume` is enough; flags may change what `RESUME_MAY_CHANGE` names and must agree otherwise.
+    With --resume the run's own config.yaml is the base (found through --out or RUN_DIR, or given as --config),
+    so `--out DIR --resume` or `DIR --resume` is enough; flags may change what `RESUME_MAY_CHANGE` names and must agree otherwise.
     """
     schema = getattr(args, "config_schema", RunConfig)
     fields = fields_of(schema)
@@ -285,6 +287,11 @@ def config_from_args(args: argparse.Namespace) -> Any:
         if _base_type(key, schema)[0] is dict:
             overrides[key] = parse_key_values(value)
     config_file = getattr(args, "config", None)
+    run_dir = getattr(args, "run_dir", None)
+    if run_dir is not None:
+        if overrides.get("out", run_dir) != run_dir:
+            raise FofakdError(f"the run directory '{run_dir}' and --out {overrides['out']} differ; give one of them.")
+        overrides["out"] = run_dir
     if overrides.get("resume"):
         run_config = _run_config(config_file, overrides.get("out"))
         if run_config is not None:
