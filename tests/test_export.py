@@ -9,6 +9,7 @@ import fofakd
 from fofakd.cli import main
 from fofakd.data import build_eval_data
 from fofakd.engine.config import build_config
+from fofakd.models.checkpoint import state_fingerprint
 
 SMALL = ["--train-subset", "96", "--val-subset", "32", "--test-subset", "64", "--batch-size", "32",
          "--eval-batch-size", "64", "--epochs", "1", "--lr", "0.002"]
@@ -78,3 +79,14 @@ def test_onnx_carries_its_input_and_class_names_and_may_fold_the_normalisation(r
     with torch.no_grad():
         expected = fofakd.create_model(checkpoint=run).eval()(normalised).numpy()
     np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_an_export_is_a_teacher_that_names_its_model(run, tmp_path):
+    exported = tmp_path / "teacher.safetensors"
+    assert main(["export", "--checkpoint", str(run), "--format", "safetensors", "--out", str(exported)]) == 0
+    out = tmp_path / "kd"
+    assert main(["distill", "--teacher-checkpoint", str(exported), "--student", "resnet10t", "--method", "kd",
+                 "--out", str(out), *SMALL]) == 0  # no --teacher: the file says deit_tiny with patch 4, depth 2
+    state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    assert state["teacher"]["source"] == str(exported)
+    assert state["teacher"]["sha256"] == state_fingerprint(fofakd.create_model(checkpoint=exported))
