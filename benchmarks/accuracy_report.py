@@ -169,11 +169,15 @@ def markdown(results: dict[str, Any]) -> str:
     ladder_done = all(n in results["investigation"] for n in bench.LADDER)
     lines += ["", "Ladder (" + " -> ".join(bench.LADDER) + ") rises at every step on validation: "
               + (f"**{results['ladder_rises_on_validation']}**." if ladder_done else "not measured yet."), "",
-              "Defaults by the noise-margin rule (another value replaces the default only when its mean validation "
-              "top-1 is higher by more than the larger standard deviation over seeds):", ""]
+              "What the noise-margin rule picks on validation (another value wins only when its mean validation "
+              "top-1 is higher by more than the larger standard deviation over seeds). A pick other than the current "
+              "default is a recommendation, not a change: the defaults stay the authors' behaviour, and options "
+              "beyond the paper stay opt-in.", ""]
     for option, d in results["decisions"].items():
         confirm = f"; higher on one seed, to confirm: {', '.join(d['to_confirm'])}" if d["to_confirm"] else ""
-        lines.append(f"- `{option}`: **{d['chosen']}** (" + ", ".join(
+        current = next(iter(d["val_mean"]))
+        pick = d["chosen"] if d["chosen"] == current else f"{d['chosen']} (recommended; default {current})"
+        lines.append(f"- `{option}`: **{pick}** (" + ", ".join(
             f"{v} {m:.2f} ± {d['val_std'][v]:.2f} ({d['seeds'][v]} seed{'s' if d['seeds'][v] > 1 else ''})"
             for v, m in d["val_mean"].items()) + f"){confirm}")
     lines += ["", "## FOFA's internals (last epoch, mean over seeds)", "",
