@@ -25,8 +25,6 @@ from pathlib import Path
 import torch
 
 import fofakd
-from fofakd.features.stages import forward_stages
-from fofakd.methods.losses import hcl_loss
 
 PAIRS = [
     {"teacher": "resnet18", "student": "deit_tiny_patch16_224", "size": 32, "batch": 64,
@@ -68,30 +66,29 @@ def train_step(distiller, optimizer, x, y) -> None:
 
 
 def floor_parts(fofa, x) -> dict:
-    """Callables for each unavoidable part of a FOFA step, each runnable alone."""
-    student, teacher = fofa.student, fofa.teacher
+    """Callables for each unavoidable part of a FOFA step, each runnable alone: FOFA's own passes and feature loss,
+    taken apart."""
+    source = fofa.source
 
     def student_part():
-        logits, feats = forward_stages(student, x, fofa.student_stages)
+        logits, feats = source.student_forward(x, None, fofa.student_stages)
         (logits.float().mean() + sum(f.float().mean() for f in feats)).backward()
 
     def teacher_plain():
         with torch.no_grad():
-            forward_stages(teacher, x, fofa.teacher_stages)
+            source.teacher_forward(x, fofa.teacher_stages)
 
     def teacher_prompted():
         with fofa.prompt_hooks.active():
-            logits, feats = forward_stages(teacher, x, fofa.teacher_stages)
+            logits, feats = source.teacher_forward(x, fofa.teacher_stages)
         (logits.float().mean() + sum(f.float().mean() for f in feats)).backward()
 
     with torch.no_grad():
-        _, s_feats = forward_stages(student, x, fofa.student_stages)
-        _, t_feats = forward_stages(teacher, x, fofa.teacher_stages)
+        _, s_feats = source.student_forward(x, None, fofa.student_stages)
+        _, t_feats = source.teacher_forward(x, fofa.teacher_stages)
 
     def modules_part():
-        feats = [f.detach().requires_grad_() for f in s_feats]
-        aligned = fofa.align(feats)
-        sum(hcl_loss(a, t, s.grid) for a, t, s in zip(aligned, t_feats, fofa.teacher_stages)).backward()
+        fofa.feature_loss([f.detach().requires_grad_() for f in s_feats], t_feats).backward()
 
     return {"student fwd+bwd": student_part, "teacher fwd (no grad)": teacher_plain,
             "prompted teacher fwd+bwd": teacher_prompted, "training-only modules fwd+bwd": modules_part}

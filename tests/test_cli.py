@@ -21,8 +21,12 @@ def test_methods_lists_every_method_with_its_options():
     result = _run("methods")
     assert result.returncode == 0
     lines = dict(line.split(": ", 1) for line in result.stdout.strip().splitlines())
-    assert set(lines) >= {"scratch", "kd", "dkd", "dist", "fitnet", "ofa", "rkd", "crd", "fofa"}
-    assert "se_mode='bias'" in lines["fofa"] and "gamma=1.0" in lines["ofa"]
+    assert set(lines) >= {"scratch (classification, detection)", "kd (classification, detection)",
+                          "dkd (classification, detection)", "dist (classification, detection)",
+                          "fitnet (classification, detection)", "ofa (classification)", "rkd (classification)",
+                          "crd (classification)", "fofa (classification, detection)"}
+    assert "se_mode='bias'" in lines["fofa (classification, detection)"]
+    assert "gamma=1.0" in lines["ofa (classification)"]
 
 
 def test_stages_prints_the_discovered_stages():

@@ -118,25 +118,26 @@ def _batch(tmp_path, count=2):
 
 
 def test_detection_fofa_prompts_learn_inside_a_frozen_teacher(tmp_path):
-    from fofakd.detection.distill import DetectionDistiller
+    from fofakd.detection.source import build_detection_distiller
 
     torch.manual_seed(0)
     images, targets = _batch(tmp_path)
     teacher = _tiny("convnext_atto", fpn=48)
-    distiller = DetectionDistiller(_tiny("resnet10t"), teacher, "fofa", dim=32, heads=4).train()
+    distiller = build_detection_distiller("fofa", teacher, _tiny("resnet10t"), dim=32, heads=4).train()
     assert not teacher.training and len(distiller.prompts) == 4
     teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()}
     out = distiller(images, targets)
     assert {"loss_kd", "loss_fd", "loss_reg", "loss_classifier", "loss_rpn_objectness"} <= set(out)
     # beta starts at 0, so the prompted teacher is the plain one: the regulariser is exactly 0 on the first step.
     assert out["loss_reg"].item() == 0.0
-    parts = sum(v for k, v in out.items() if k != "loss")
+    parts = sum(v for k, v in out.items() if k.startswith("loss_"))
     assert torch.allclose(out["loss"], parts)
     out["loss"].backward()
     assert all(p.grad is None for p in teacher.parameters())
-    assert all(p.beta.grad is not None and p.beta.grad.abs() > 0 for p in distiller.prompts)
+    assert all(p.beta.grad is not None and p.beta.grad.abs() > 0 for p in distiller.prompts.values())
     # Feedback is each FPN level's difference, kept in the teacher's FPN shape for the next step.
-    assert [tuple(p.feedback.shape) for p in distiller.prompts] == [(2, 48, 64 // s, 64 // s) for s in (4, 8, 16, 32)]
+    feedback = [tuple(p.feedback.shape) for p in distiller.prompts.values()]
+    assert feedback == [(2, 48, 64 // s, 64 // s) for s in (4, 8, 16, 32)]
     optimizer = torch.optim.SGD(distiller.trainable_parameters(), lr=0.1)
     optimizer.step()
     assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in teacher_before.items())
@@ -146,20 +147,24 @@ def test_detection_fofa_prompts_learn_inside_a_frozen_teacher(tmp_path):
 
 @pytest.mark.parametrize("method", ["kd", "dkd", "dist", "fitnet"])
 def test_detection_baselines_add_their_loss(tmp_path, method):
-    from fofakd.detection.distill import DetectionDistiller
+    from fofakd.detection.source import build_detection_distiller
+    from fofakd.methods import get_method
 
     images, targets = _batch(tmp_path)
-    distiller = DetectionDistiller(_tiny("resnet10t"), _tiny("resnet10t", fpn=48), method).train()
+    distiller = build_detection_distiller(method, _tiny("resnet10t", fpn=48), _tiny("resnet10t")).train()
     out = distiller(images, targets)
     extra = {"kd": {"loss_kd"}, "dkd": {"loss_tckd", "loss_nckd"}, "dist": {"loss_inter", "loss_intra"},
-             "fitnet": {"loss_kd", "loss_fd"}}[method]
+             "fitnet": {"loss_fd"}}[method]
     assert extra <= set(out) and all(out[k].item() > 0 for k in extra)
+    assert type(distiller) is get_method(method)  # the very class that distils classifiers
+    if method == "fitnet":  # one projector per FPN level, student FPN width 32 -> teacher's 48
+        assert [(p.proj.in_channels, p.proj.out_channels) for p in distiller.projectors.values()] == [(32, 48)] * 5
     out["loss"].backward()
     assert all(p.grad is None for p in distiller.teacher.parameters())
 
 
 def test_detection_fofa_prompts_a_channels_last_swin_teacher(tmp_path):
-    from fofakd.detection.distill import DetectionDistiller
+    from fofakd.detection.source import build_detection_distiller
 
     torch.manual_seed(0)
     images, targets = _batch(tmp_path)
@@ -167,8 +172,8 @@ def test_detection_fofa_prompts_a_channels_last_swin_teacher(tmp_path):
     teacher = build_detector("swin_nano_patch4_window7_224", 4, min_size=64, max_size=64, fixed_size=(64, 64),
                              fpn_channels=32, representation_size=64, rpn_post_nms_top_n_train=100,
                              box_batch_size_per_image=32, backbone_kwargs={"img_size": 64, "window_size": 2})
-    distiller = DetectionDistiller(_tiny("resnet10t"), teacher, "fofa", dim=32, heads=4).train()
-    assert [s.input_layout for s in distiller.teacher_stages] == ["NHWC"] * 4
+    distiller = build_detection_distiller("fofa", teacher, _tiny("resnet10t"), dim=32, heads=4).train()
+    assert [s.input_layout for s in distiller.prompt_stages] == ["NHWC"] * 4
     optimizer = torch.optim.SGD(distiller.trainable_parameters(), lr=0.1)
     for _ in range(2):
         out = distiller(images, targets)
@@ -176,12 +181,13 @@ def test_detection_fofa_prompts_a_channels_last_swin_teacher(tmp_path):
         out["loss"].backward()
         optimizer.step()
     assert all(p.grad is None for p in teacher.parameters())
-    assert [tuple(p.feedback.shape) for p in distiller.prompts] == [(2, 32, 64 // s, 64 // s) for s in (4, 8, 16, 32)]
+    feedback = [tuple(p.feedback.shape) for p in distiller.prompts.values()]
+    assert feedback == [(2, 32, 64 // s, 64 // s) for s in (4, 8, 16, 32)]
     assert out["loss_reg"].item() > 0, "the prompts inside the Swin stages changed its ROI logits"
 
 
 def test_detection_fofa_takes_batches_of_changing_image_size(tmp_path):
-    from fofakd.detection.distill import DetectionDistiller
+    from fofakd.detection.source import build_detection_distiller
 
     torch.manual_seed(0)
     images, targets = _batch(tmp_path)
@@ -190,8 +196,8 @@ def test_detection_fofa_takes_batches_of_changing_image_size(tmp_path):
         return build_detector(backbone, 4, min_size=64, max_size=96, fpn_channels=fpn, representation_size=64,
                               rpn_post_nms_top_n_train=100, box_batch_size_per_image=32)
 
-    distiller = DetectionDistiller(variable("resnet10t", 32), variable("convnext_atto", 48), "fofa", dim=32,
-                                   heads=4).train()
+    distiller = build_detection_distiller("fofa", variable("convnext_atto", 48), variable("resnet10t", 32),
+                                          dim=32, heads=4).train()
     # Built for a 64 x 64 reference image: 16 x 16 at the first FPN level.
     assert distiller.raa.patchify[0].grid == (16, 16) and distiller.aligners[0].out_grid == (16, 16)
     optimizer = torch.optim.SGD(distiller.trainable_parameters(), lr=0.1)
@@ -204,28 +210,30 @@ def test_detection_fofa_takes_batches_of_changing_image_size(tmp_path):
         out["loss"].backward()
         optimizer.step()
         # The feedback has the shape of this batch's teacher FPN level: 96 / 4 = 24 wide for the wider batch.
-        assert tuple(distiller.prompts[0].feedback.shape) == (2, 48, 16, 24 if width == 80 else 16)
+        assert tuple(distiller.prompts["0"].feedback.shape) == (2, 48, 16, 24 if width == 80 else 16)
     assert out["loss_reg"].item() > 0
 
 
 def test_detection_logit_methods_are_the_classification_losses_on_roi_logits(tmp_path):
     """dkd on a detector computes exactly the registered DKD's parts on the teacher's ROI logits for the student's
     sampled proposals, with the sampled labels as targets."""
-    from fofakd.detection.distill import DetectionDistiller, roi_class_logits
+    from fofakd.detection.source import build_detection_distiller, roi_class_logits
     from fofakd.methods.dkd import dkd_parts
 
     torch.manual_seed(0)
     images, targets = _batch(tmp_path)
-    distiller = DetectionDistiller(_tiny("resnet10t"), _tiny("resnet10t", fpn=48), "dkd", temperature=2.0,
-                                   beta=8.0).train()
+    distiller = build_detection_distiller("dkd", _tiny("resnet10t", fpn=48), _tiny("resnet10t"),
+                                          temperature=2.0, beta=8.0).train()
     captured = {}
-    original = distiller._distill
+    original = distiller.source.student_forward
 
-    def spy(batch, features, proposals, class_logits, labels):
-        captured.update(batch=batch, proposals=proposals, logits=class_logits, labels=labels)
-        return original(batch, features, proposals, class_logits, labels)
+    def spy(*args, **kwargs):
+        logits, feats = original(*args, **kwargs)
+        step = distiller.source._step
+        captured.update(batch=step["batch"], proposals=step["proposals"], logits=logits, labels=step["labels"])
+        return logits, feats
 
-    distiller._distill = spy
+    distiller.source.student_forward = spy
     out = distiller(images, targets)
     with torch.no_grad():
         teacher = distiller.teacher
@@ -239,19 +247,23 @@ def test_detection_logit_methods_are_the_classification_losses_on_roi_logits(tmp
 
 
 def test_detection_fofa_explains_what_it_needs():
-    from fofakd.detection.distill import DetectionDistiller
+    from fofakd.detection.source import build_detection_distiller
 
     with pytest.raises(FofakdError, match="timm backbone"):
-        DetectionDistiller(_tiny("resnet10t"), build_detector("tv/resnet18", 4, min_size=64, max_size=64,
-                                                              fixed_size=(64, 64)), "fofa")
+        build_detection_distiller("fofa", build_detector("tv/resnet18", 4, min_size=64, max_size=64,
+                                                         fixed_size=(64, 64)), _tiny("resnet10t"))
     with pytest.raises(FofakdError, match="resize and normalise images alike"):
-        DetectionDistiller(build_detector("resnet10t", 4, min_size=64, max_size=64),
-                           build_detector("resnet10t", 4, min_size=64, max_size=96), "fofa")
+        build_detection_distiller("fofa", build_detector("resnet10t", 4, min_size=64, max_size=96),
+                                  build_detector("resnet10t", 4, min_size=64, max_size=64))
     with pytest.raises(FofakdError, match="not known"):
-        DetectionDistiller(_tiny("resnet10t"), _tiny("resnet10t"), "dkdd")
-    with pytest.raises(FofakdError, match="needs the models' own features"):
-        DetectionDistiller(_tiny("resnet10t"), _tiny("resnet10t"), "ofa")
+        build_detection_distiller("dkdd", _tiny("resnet10t"), _tiny("resnet10t"))
+    for method in ("ofa", "crd", "rkd"):  # exit branches and pooled embeddings have no detection counterpart
+        with pytest.raises(FofakdError, match=f"method '{method}' needs what only classification models give.*"
+                                              "use one of dist, dkd, fitnet, fofa, kd, scratch"):
+            build_detection_distiller(method, _tiny("resnet10t"), _tiny("resnet10t"))
     with pytest.raises(FofakdError, match="label_smoothing does not apply"):
-        DetectionDistiller(_tiny("resnet10t"), _tiny("resnet10t"), "kd", label_smoothing=0.1)
-    with pytest.raises(FofakdError, match="has no option dimm"):
-        DetectionDistiller(_tiny("resnet10t"), _tiny("resnet10t"), "fofa", dimm=32)
+        build_detection_distiller("kd", _tiny("resnet10t"), _tiny("resnet10t"), label_smoothing=0.1)
+    with pytest.raises(FofakdError, match="teacher_stages does not apply"):
+        build_detection_distiller("fitnet", _tiny("resnet10t"), _tiny("resnet10t"), teacher_stages=[1, 2, 3, 4])
+    with pytest.raises(FofakdError, match="dimm"):
+        build_detection_distiller("fofa", _tiny("resnet10t"), _tiny("resnet10t"), dimm=32)

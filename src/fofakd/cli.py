@@ -10,11 +10,11 @@ from .errors import FofakdError, RunInterrupted
 
 
 def _cmd_methods(args: argparse.Namespace) -> None:
-    from .methods import list_methods, method_options
+    from .methods import get_method, list_methods, method_options
 
     for name in list_methods():
         options = ", ".join(f"{k}={v!r}" for k, v in method_options(name).items())
-        print(f"{name}: {options}")
+        print(f"{name} ({', '.join(get_method(name).tasks)}): {options}")
 
 
 def _cmd_stages(args: argparse.Namespace) -> None:

@@ -1,5 +1,5 @@
 """Object detection: COCO-format data, Faster R-CNN + FPN detectors from timm or torchvision backbones, COCO mAP,
-distillation (`DetectionDistiller`) and the `fofakd detect` runs.
+distillation with the registered methods (`build_detection_distiller`) and the `fofakd detect` runs.
 
 The public names are imported on first use, so the command line starts without loading torchvision's detectors.
 """
@@ -13,7 +13,7 @@ _LAZY = {
     "collate_detection": "fofakd.detection.coco",
     "build_detector": "fofakd.detection.models",
     "make_synthetic_coco": "fofakd.detection.synthetic",
-    "DetectionDistiller": "fofakd.detection.distill",
+    "build_detection_distiller": "fofakd.detection.source",
     "DetectionConfig": "fofakd.detection.config",
     "run_detection": "fofakd.detection.trainer",
 }

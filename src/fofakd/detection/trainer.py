@@ -1,5 +1,6 @@
 """`fofakd detect train` and `fofakd detect distill`: the classification Trainer's loop, checkpoints, resume and
-logs, with detection data, detectors, DetectionDistiller and COCO mAP in place of top-1."""
+logs, with detection data, detectors, the registered methods on a `DetectorSource` and COCO mAP in place of
+top-1."""
 from __future__ import annotations
 
 from typing import Any
@@ -11,13 +12,8 @@ from ..engine.trainer import Trainer
 from .builder import build_detection_models
 from .config import DetectionConfig
 from .data import build_detection_data
-from .distill import DetectionDistiller
 from .evaluate import evaluate_detector
-
-
-def build_detection_distiller(method: str, teacher: Any, student: Any, options: dict[str, Any]) -> DetectionDistiller:
-    """DetectionDistiller with the method's options (unknown ones are named in a clear error)."""
-    return DetectionDistiller(student, teacher, method, **options)
+from .source import build_detection_distiller
 
 
 class DetectionTrainer(Trainer):
@@ -30,7 +26,7 @@ class DetectionTrainer(Trainer):
         self.data = build_detection_data(cfg, self.info.rank, self.info.world_size, self.device,
                                          barrier=lambda: barrier(self.info))
         teacher, student, self.spec = build_detection_models(cfg, self.command, self.data)
-        self.distiller = build_detection_distiller(self.method, teacher, student, cfg.method_options).to(self.device)
+        self.distiller = build_detection_distiller(self.method, teacher, student, **cfg.method_options).to(self.device)
 
     def _mean_ap(self, model: torch.nn.Module) -> dict[str, float]:
         data = self.data

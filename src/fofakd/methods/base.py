@@ -7,11 +7,9 @@ import torch
 from torch import nn
 
 from ..errors import FofakdError
-from ..features.stages import ModelStages, discover_stages
+from ..features.stages import ModelStages
 from .losses import task_loss
-
-
-LossParts = dict[str, tuple[float, torch.Tensor]]
+from .source import ClassifierSource, FeatureSource, LossParts  # noqa: F401 (LossParts: for methods)
 
 
 class Distiller(nn.Module):
@@ -23,7 +21,8 @@ class Distiller(nn.Module):
     `train()` is called with.
 
     A method implements `distill(images, targets) -> (student_logits, {name: (weight, loss)})`; the base adds the
-    task loss and sums the weighted parts.
+    task's own losses and sums the weighted parts. A method reads its models through `self.source` (a
+    `FeatureSource`), never directly, so that one method serves every task it lists in `tasks`.
 
     Args:
         teacher: The teacher model (timm interface), frozen here; None for methods without one.
@@ -31,10 +30,14 @@ class Distiller(nn.Module):
         input_size: (C, H, W) of the training inputs; training-only modules are sized by a dry run at it.
         ce_weight: Weight of the student's task loss.
         label_smoothing: Label smoothing of the task loss for class-index targets.
+        source: How the method reads the models (default: `ClassifierSource`, timm classifiers).
     """
 
     # Whether DistributedDataParallel must look for parameters without a gradient in a step.
     ddp_find_unused_parameters = False
+    # The tasks whose feature sources this method can use.
+    tasks: tuple[str, ...] = ("classification",)
+    method_name = "distiller"  # set by `register_method`
 
     def __init__(
         self,
@@ -44,6 +47,7 @@ class Distiller(nn.Module):
         *,
         ce_weight: float = 1.0,
         label_smoothing: float = 0.0,
+        source: FeatureSource | None = None,
     ):
         super().__init__()
         self.teacher = teacher.eval().requires_grad_(False) if teacher is not None else None
@@ -51,6 +55,10 @@ class Distiller(nn.Module):
         self.input_size = tuple(int(v) for v in input_size)
         self.ce_weight = ce_weight
         self.label_smoothing = label_smoothing
+        self.source = source if source is not None else ClassifierSource(self.teacher, student, self.input_size)
+        if self.source.task not in self.tasks:
+            raise FofakdError(f"method '{self.method_name}' cannot be used for {self.source.task}; choose one that "
+                              f"`fofakd methods` lists for it.")
 
     def train(self, mode: bool = True) -> "Distiller":
         super().train(mode)
@@ -62,9 +70,9 @@ class Distiller(nn.Module):
         if not self.training:
             return self.evaluate(images, targets)
         logits, parts = self.distill(images, targets)
-        loss_ce = self.task_loss(logits, targets)
-        out = {"logits": logits, "loss_ce": loss_ce}
-        loss = self.ce_weight * loss_ce
+        parts = {**self.source.task_losses(logits, targets, self.ce_weight, self.label_smoothing), **parts}
+        out = {"logits": logits}
+        loss = 0.0
         for name, (weight, value) in parts.items():
             out[name] = value
             loss = loss + weight * value
@@ -83,7 +91,7 @@ class Distiller(nn.Module):
     @torch.no_grad()
     def teacher_logits(self, images: torch.Tensor) -> torch.Tensor:
         """The frozen teacher's logits, computed without autograd."""
-        return self.teacher(images)
+        return self.source.teacher_logits(images)
 
     def discover_pair_stages(
         self,
@@ -93,14 +101,7 @@ class Distiller(nn.Module):
         student_form: str | None = None,
     ) -> tuple[ModelStages, ModelStages]:
         """Teacher and student stages at the training input size; both must have as many stages."""
-        teacher = discover_stages(self.teacher, self.input_size, teacher_stages, teacher_form)
-        student = discover_stages(self.student, self.input_size, student_stages, student_form)
-        if len(teacher) != len(student):
-            raise FofakdError(
-                f"the student has {len(student)} stages and the teacher {len(teacher)}; "
-                "choose the same number of stage indices for both."
-            )
-        return teacher, student
+        return self.source.stages(teacher_stages, student_stages, teacher_form, student_form)
 
     def task_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return task_loss(logits, targets, self.label_smoothing)
@@ -140,7 +141,9 @@ class LogitDistiller(Distiller):
         """The method's weighted loss parts from the student's and the teacher's logits of the same samples."""
         raise NotImplementedError
 
+    tasks = ("classification", "detection")
+
     def distill(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, LossParts]:
-        logits = self.student(images)
-        return logits, self.logit_losses(logits, self.teacher_logits(images), targets)
+        logits, _ = self.source.student_forward(images, targets)
+        return logits, self.logit_losses(logits, self.teacher_logits(images), self.source.logit_targets(targets))
 

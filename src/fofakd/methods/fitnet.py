@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..features.layout import to_map
-from ..features.stages import forward_stages, stage_positions
+from ..features.stages import stage_positions
 from ..modules.projectors import FeatureProjector
 from .base import Distiller, LossParts
 from .registry import register_method
@@ -18,8 +18,9 @@ from .registry import register_method
 class FitNet(Distiller):
     """`ce_weight * CE + fd_weight * sum_i MSE(P_i(S_i), T_i)` over chosen stages.
 
-    Each projector maps a student stage (map or tokens, laid out as a map) onto the teacher stage's grid and
-    channels; token features are compared as maps on their grid, which is the same MSE.
+    Each projector maps a student stage (map or tokens, laid out as a map) onto the teacher feature's grid and
+    channels; token features are compared as maps on their grid, which is the same MSE. On a detector the stages
+    are the FPN levels, at each batch's own size.
 
     Args:
         teacher: Teacher; frozen.
@@ -54,15 +55,15 @@ class FitNet(Distiller):
             for p in self.positions
         })
 
+    tasks = ("classification", "detection")
+
     def distill(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, LossParts]:
-        logits, student_feats = forward_stages(self.student, images, self.student_stages)
+        logits, student_feats = self.source.student_forward(images, targets, self.student_stages)
         with torch.no_grad():
-            _, teacher_feats = forward_stages(self.teacher, images, self.teacher_stages)
-        loss = sum(
-            F.mse_loss(
-                self.projectors[str(p)](to_map(student_feats[p], self.student_stages[p].grid)).float(),
-                to_map(teacher_feats[p], self.teacher_stages[p].grid).float(),
-            )
-            for p in self.positions
-        )
+            _, teacher_feats = self.source.teacher_forward(images, self.teacher_stages)
+        loss = 0.0
+        for p in self.positions:
+            target = to_map(teacher_feats[p], self.teacher_stages[p].grid).float()
+            student = to_map(student_feats[p], self.student_stages[p].grid)
+            loss = loss + F.mse_loss(self.projectors[str(p)](student, target.shape[-2:]).float(), target)
         return logits, {"loss_fd": (self.fd_weight, loss)}

@@ -10,7 +10,7 @@ from torch import nn
 from ..errors import FofakdError
 from ..features.hooks import StageInputHooks
 from ..features.layout import to_map
-from ..features.stages import forward_stages, stage_positions
+from ..features.stages import stage_positions
 from ..modules.aligners import build_region_aligner
 from ..modules.init import INIT_MODES, reset_to_torch_defaults
 from ..modules.prompts import AdaptiveFeedbackPrompt
@@ -100,6 +100,7 @@ class FOFA(Distiller):
 
     # A prompt's fusion block has no gradient on the first step (there is no feedback yet), which DDP must allow.
     ddp_find_unused_parameters = True
+    tasks = ("classification", "detection")
 
     def __init__(
         self,
@@ -154,9 +155,11 @@ class FOFA(Distiller):
         self.aligners = nn.ModuleList(
             build_region_aligner(dim, self.raa.regions_per_side, t) for t in self.teacher_stages
         )
-        positions = stage_positions(afp_stages, len(self.teacher_stages))
+        prompt_model, self.prompt_stages = self.source.prompt_sites(self.teacher_stages)
+        prompt_stages = self.prompt_stages
+        positions = stage_positions(afp_stages, len(prompt_stages))
         self.prompts = nn.ModuleDict(
-            {str(p): AdaptiveFeedbackPrompt(self.teacher_stages[p], se_mode, use_feedback,
+            {str(p): AdaptiveFeedbackPrompt(prompt_stages[p], se_mode, use_feedback,
                                             feedback_resize_first=choices["feedback_order"] == "resize_first")
              for p in positions}
         )
@@ -175,12 +178,14 @@ class FOFA(Distiller):
                 if prompt.fusion is not None:
                     reset_to_torch_defaults(prompt.fusion)
         self.prompt_hooks = StageInputHooks(
-            self.teacher, self.teacher_stages, {int(p): prompt for p, prompt in self.prompts.items()},
+            prompt_model, prompt_stages, {int(p): prompt for p, prompt in self.prompts.items()},
             token_mode="reference" if choices["prompt_reshape"] == "reference" else "prefix",
         )
 
-    def align(self, student_feats: Sequence[torch.Tensor], return_attention: bool = False):
-        """Student stage features -> features in the teacher stages' shapes (and RAA weights if asked)."""
+    def align(self, student_feats: Sequence[torch.Tensor], return_attention: bool = False,
+              sizes: Sequence[tuple[int, int] | None] | None = None):
+        """Student stage features -> features in the teacher stages' shapes (and RAA weights if asked); `sizes`
+        overrides the grids of map stages (a detector's FPN levels at this batch's size)."""
         maps = [to_map(f, s.grid) for f, s in zip(student_feats, self.student_stages)]
         attention = None
         if self.use_raa:
@@ -188,34 +193,43 @@ class FOFA(Distiller):
             regions, attention = result if return_attention else (result, None)
         else:
             regions = [patchify(x) for patchify, x in zip(self.raa.patchify, maps)]
-        aligned = [aligner(r) for aligner, r in zip(self.aligners, regions)]
+        sizes = sizes or [None] * len(regions)
+        aligned = [aligner(r) if size is None else aligner(r, size)
+                   for aligner, r, size in zip(self.aligners, regions, sizes)]
         return (aligned, attention) if return_attention else aligned
 
     def distill(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, LossParts]:
         last = self.token_drop == "last"
-        student_logits, student_feats = forward_stages(self.student, images, self.student_stages, last)
+        source = self.source
+        student_logits, student_feats = source.student_forward(images, targets, self.student_stages, last)
         with torch.no_grad():
-            teacher_logits, plain_feats = forward_stages(self.teacher, images, self.teacher_stages, last)
+            teacher_logits, plain_feats = source.teacher_forward(images, self.teacher_stages, last)
         if self.prompts:
             with self.prompt_hooks.active():
-                prompted_logits, teacher_feats = forward_stages(self.teacher, images, self.teacher_stages, last)
+                prompted_logits, teacher_feats = source.teacher_forward(images, self.teacher_stages, last)
         else:
             prompted_logits, teacher_feats = teacher_logits, plain_feats
-        aligned = self.align(student_feats)
-
-        if self.target_norm == "layer":
-            teacher_feats = [standardise_channels(t) for t in teacher_feats]
-        stage_losses = [hcl_loss(a, t, s.grid) for a, t, s in zip(aligned, teacher_feats, self.teacher_stages)]
-        loss_fd = sum(stage_losses)
-        for position, prompt in self.prompts.items():
-            p = int(position)
-            prompt.store_feedback(aligned[p] - teacher_feats[p])
-        self._stage_losses = [loss.detach() for loss in stage_losses]
+        loss_fd = self.feature_loss(student_feats, teacher_feats)
         return student_logits, {
             "loss_kd": (self.kd_weight, kd_loss(student_logits, teacher_logits, self.temperature)),
             "loss_fd": (self.current_fd_weight(), loss_fd),
             "loss_reg": (self.reg_weight, kl_divergence(teacher_logits, prompted_logits)),
         }
+
+    def feature_loss(self, student_feats: Sequence[torch.Tensor],
+                     teacher_feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The feature loss: HCL between each aligned student stage and the (prompted) teacher stage. Stores each
+        prompt's feedback for the next step and the per-stage losses for the diagnostics."""
+        aligned = self.align(student_feats, sizes=[tuple(t.shape[-2:]) if t.ndim == 4 else None
+                                                   for t in teacher_feats])
+        if self.target_norm == "layer":
+            teacher_feats = [standardise_channels(t) for t in teacher_feats]
+        stage_losses = [hcl_loss(a, t, s.grid) for a, t, s in zip(aligned, teacher_feats, self.teacher_stages)]
+        for position, prompt in self.prompts.items():
+            p = int(position)
+            prompt.store_feedback(aligned[p] - teacher_feats[p])
+        self._stage_losses = [loss.detach() for loss in stage_losses]
+        return sum(stage_losses)
 
     def current_fd_weight(self) -> float:
         """The feature loss's weight this step: `fd_weight`, ramped up over `fd_warmup_steps` when asked."""

@@ -8,10 +8,11 @@ from torch import nn
 
 from ..method_catalogue import check_method
 from ..errors import FofakdError
-from .base import Distiller, LogitDistiller
+from .base import Distiller
+from .source import FeatureSource
 
 _METHODS: dict[str, type[Distiller]] = {}
-_BASE_ARGS = ("self", "teacher", "student", "input_size")
+_BASE_ARGS = ("self", "teacher", "student", "input_size", "source")
 
 
 def register_method(name: str) -> Callable[[type[Distiller]], type[Distiller]]:
@@ -19,6 +20,7 @@ def register_method(name: str) -> Callable[[type[Distiller]], type[Distiller]]:
 
     def wrap(cls: type[Distiller]) -> type[Distiller]:
         _METHODS[name] = cls
+        cls.method_name = name
         return cls
 
     return wrap
@@ -46,25 +48,25 @@ def method_options(name: str) -> dict[str, object]:
     return options
 
 
+def methods_for(task: str) -> list[str]:
+    """The registered methods a task can use."""
+    return [m for m in list_methods() if task in _METHODS[m].tasks]
+
+
 def build_distiller(
-    name: str, teacher: nn.Module, student: nn.Module, input_size: Sequence[int], **options
+    name: str, teacher: nn.Module, student: nn.Module, input_size: Sequence[int],
+    source: FeatureSource | None = None, **options
 ) -> Distiller:
-    """Build method `name` around `teacher` and `student` for inputs of `input_size` (C, H, W)."""
-    cls = get_method(name)
-    check_method(name, options, {name: method_options(name)})
-    return cls(teacher=teacher, student=student, input_size=input_size, **options)
+    """Build method `name` around `teacher` and `student` for inputs of `input_size` (C, H, W).
 
-
-def logit_method(name: str, **options) -> LogitDistiller:
-    """Method `name`'s losses on logits a task supplies (the detector's ROI logits, say), without its models.
-
-    Only methods that compare logits alone (`LogitDistiller`: kd, dkd, dist) can be used so.
+    `source` says how the method reads the models (default: timm classifiers); its task's defaults for the method
+    come before `options`.
     """
     cls = get_method(name)
-    if not issubclass(cls, LogitDistiller):
-        logit_only = ", ".join(m for m in list_methods() if issubclass(_METHODS[m], LogitDistiller))
-        raise FofakdError(f"method '{name}' needs the models' own features, not only logits, so it cannot be used "
-                          f"here; use one of {logit_only}.")
+    task = source.task if source is not None else "classification"
+    if task not in cls.tasks:
+        raise FofakdError(f"method '{name}' needs what only {' and '.join(cls.tasks)} models give, so it cannot be "
+                          f"used for {task}; use one of {', '.join(methods_for(task))}.")
     check_method(name, options, {name: method_options(name)})
-    return cls(teacher=None, student=nn.Identity(), input_size=(), **options)
-
+    defaults = source.method_defaults.get(name, {}) if source is not None else {}
+    return cls(teacher=teacher, student=student, input_size=input_size, source=source, **{**defaults, **options})

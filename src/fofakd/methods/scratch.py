@@ -30,5 +30,7 @@ class Scratch(Distiller):
     ):
         super().__init__(teacher, student, input_size, **base_options)
 
+    tasks = ("classification", "detection")
+
     def distill(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, LossParts]:
-        return self.student(images), {}
+        return self.source.student_forward(images, targets)[0], {}

@@ -26,9 +26,11 @@ class FeatureProjector(nn.Module):
         self.norm = nn.BatchNorm2d(out_channels)
         init_weights(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if tuple(x.shape[-2:]) != self.out_grid:
-            x = F.adaptive_avg_pool2d(x, self.out_grid)
+    def forward(self, x: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """`size` overrides the output grid (a detector's FPN level at this batch's image size)."""
+        size = tuple(size) if size is not None else self.out_grid
+        if tuple(x.shape[-2:]) != size:
+            x = F.adaptive_avg_pool2d(x, size)
         return self.norm(self.proj(x))
 
 
