@@ -106,7 +106,7 @@ def teacher_command(kind: str, out: str) -> str:
 def ensure_teacher(kind: str, work: Path, retrain: bool) -> Path:
     """The shipped weights of teacher `kind`, trained (and shipped) first when missing or when asked."""
     from fofakd.engine.config import build_config
-    from fofakd.engine.trainer import run
+    from fofakd.engine.classification import run
 
     index_path = TEACHER_DIR / "teachers.json"
     index = json.loads(index_path.read_text()) if index_path.is_file() else {}
@@ -177,7 +177,7 @@ def distil(pair: tuple[str, str], method: str, options: dict, seed: int, label: 
     if key in records:
         return records[key]
     from fofakd.engine.config import build_config
-    from fofakd.engine.trainer import run
+    from fofakd.engine.classification import run
 
     folder = work / regime_hash() / f"{pair[0]}-{pair[1]}" / "".join(c if c.isalnum() else "_" for c in label) \
         / f"seed{seed}"

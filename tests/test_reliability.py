@@ -265,9 +265,9 @@ def test_version_and_help_defaults(capsys):
 
 
 def test_a_nan_before_the_first_checkpoint_says_none_was_kept(tmp_path, capsys, monkeypatch):
-    import fofakd.methods.base as base
+    import fofakd.methods.source as source
 
-    monkeypatch.setattr(base, "task_loss", lambda *a, **k: torch.tensor(float("nan")))
+    monkeypatch.setattr(source, "task_loss", lambda *a, **k: torch.tensor(float("nan")))
     err = _fails_cleanly(["train", "--model", "resnet10t", "--out", str(tmp_path / "r"), *SMALL], capsys,
                          "no checkpoint was written yet")
     assert "last good checkpoint" not in err
@@ -322,13 +322,13 @@ def test_a_live_run_holds_its_folder_and_a_stale_lock_is_cleared(teacher, tmp_pa
 
 
 def test_a_run_that_failed_before_its_first_checkpoint_restarts_with_the_same_command(tmp_path, capsys, monkeypatch):
-    import fofakd.methods.base as base
+    import fofakd.methods.source as source
 
     args = ["train", "--model", "resnet10t", "--out", str(tmp_path / "r"), *SMALL]
-    real = base.task_loss
-    monkeypatch.setattr(base, "task_loss", lambda *a, **k: torch.tensor(float("nan")))
+    real = source.task_loss
+    monkeypatch.setattr(source, "task_loss", lambda *a, **k: torch.tensor(float("nan")))
     _fails_cleanly(args, capsys, "no checkpoint was written yet")
-    monkeypatch.setattr(base, "task_loss", real)
+    monkeypatch.setattr(source, "task_loss", real)
     assert main(args) == 0
     assert (tmp_path / "r" / "summary.json").is_file()
 

@@ -55,7 +55,7 @@ def _cmd_fit(args: argparse.Namespace) -> None:
 
     cfg = config_from_args(args)  # validated before torch and timm load, so a mistake is reported at once
     check_run(cfg, args.command)
-    from .engine.trainer import run
+    from .engine.classification import run
 
     run(cfg, args.command)
 

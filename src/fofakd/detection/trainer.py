@@ -1,6 +1,5 @@
-"""`fofakd detect train` and `fofakd detect distill`: the classification Trainer's loop, checkpoints, resume and
-logs, with detection data, detectors, the registered methods on a `DetectorSource` and COCO mAP in place of
-top-1."""
+"""Detection as a training task: `fofakd detect train` and `fofakd detect distill` run the engine's Trainer with
+detection data, detectors, the registered methods on a `DetectorSource` and COCO mAP in place of top-1."""
 from __future__ import annotations
 
 from typing import Any
@@ -8,6 +7,7 @@ from typing import Any
 import torch
 
 from ..engine.distributed import barrier
+from ..engine.tasks import TrainingTask
 from ..engine.trainer import Trainer
 from .builder import build_detection_models
 from .config import DetectionConfig
@@ -16,28 +16,38 @@ from .evaluate import evaluate_detector
 from .source import build_detection_distiller
 
 
-class DetectionTrainer(Trainer):
-    """One detection run; best.pt follows the validation AP."""
+class DetectionTask(TrainingTask):
+    """A Faster R-CNN detector distilled (or trained); best.pt follows the validation AP."""
 
+    name = "detection"
     score_key = "val_AP"
 
-    def _build_parts(self) -> None:
+    def build(self) -> tuple[torch.nn.Module, dict[str, Any]]:
         cfg = self.cfg
         self.data = build_detection_data(cfg, self.info.rank, self.info.world_size, self.device,
                                          barrier=lambda: barrier(self.info))
-        teacher, student, self.spec = build_detection_models(cfg, self.command, self.data)
-        self.distiller = build_detection_distiller(self.method, teacher, student, **cfg.method_options).to(self.device)
+        teacher, student, spec = build_detection_models(cfg, self.command, self.data)
+        self.distiller = build_detection_distiller(self.method, teacher, student, **cfg.method_options)
+        return self.distiller.to(self.device), spec
+
+    @property
+    def train_loader(self) -> Any:
+        return self.data.train
+
+    @property
+    def has_validation(self) -> bool:
+        return self.data.val is not None
 
     def _mean_ap(self, model: torch.nn.Module) -> dict[str, float]:
         data = self.data
         return evaluate_detector(model, data.val, data.val_coco, data.val_image_ids,
                                  [c["id"] for c in data.categories], self.device, self.cfg.amp, self.info)
 
-    def _validate(self, model: torch.nn.Module) -> dict[str, float]:
+    def validate(self, model: torch.nn.Module) -> dict[str, float]:
         return {f"val_{k}": v for k, v in self._mean_ap(model).items()}
 
-    def _test(self, model: torch.nn.Module) -> tuple[dict[str, Any], str]:
-        last = self.history[-1] if self.history else {}
+    def test(self, model: torch.nn.Module, history: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
+        last = history[-1] if history else {}
         if model is self.distiller.student and self.score_key in last:
             # The last epoch validated these very weights on this split: no second COCO pass.
             stats = {k[len("val_"):]: v for k, v in last.items() if k.startswith("val_")}
@@ -50,4 +60,4 @@ class DetectionTrainer(Trainer):
 
 def run_detection(cfg: DetectionConfig, command: str) -> dict[str, Any]:
     """Train (command "train") or distil (command "distill") a detector as `cfg` says; returns the run summary."""
-    return DetectionTrainer(cfg, command).fit()
+    return Trainer(cfg, command, DetectionTask).fit()

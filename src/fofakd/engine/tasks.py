@@ -1,5 +1,8 @@
-"""Tasks other than classification, by the name their specs carry: how a saved spec becomes a model again and
-how that model is exported.
+"""The task seam: what a task (classification, detection) supplies to the engine.
+
+- `TrainingTask`: one run's data, models and distiller, validation, test metric and best-checkpoint key. The
+  `Trainer` runs any of them and knows no task, method or data set.
+- `SavedModelTask`: how a saved spec of a task other than classification becomes a model again and is exported.
 
 A task registers itself from its own package; the engine imports that package by name on first use, so the engine
 never imports a task (the arrows point from tasks to the engine).
@@ -14,10 +17,56 @@ from typing import Any, Callable
 from torch import nn
 
 from ..errors import FofakdError
+from .distributed import DistInfo
 
 # Where each known task registers itself.
 _TASK_MODULES = {"detection": "fofakd.detection.task"}
 _TASKS: dict[str, "SavedModelTask"] = {}
+
+
+class TrainingTask:
+    """The task-specific parts of one run; a subclass per task.
+
+    Args:
+        cfg: The run's options.
+        command: "train" (one model, no teacher) or "distill".
+        info: The process's place in a distributed run.
+        device: Where the run trains.
+    """
+
+    name = ""
+    score_key = ""  # the validation metric that picks checkpoints/best.pt (higher is better)
+
+    def __init__(self, cfg: Any, command: str, info: DistInfo, device: Any):
+        self.cfg, self.command, self.info, self.device = cfg, command, info, device
+        self.method = "scratch" if command == "train" else cfg.method
+
+    def build(self) -> tuple[nn.Module, dict[str, Any]]:
+        """Data, models and the method's distiller: returns (distiller, student spec to rebuild it from)."""
+        raise NotImplementedError
+
+    @property
+    def train_loader(self) -> Any:
+        raise NotImplementedError
+
+    @property
+    def has_validation(self) -> bool:
+        raise NotImplementedError
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        """Validation metrics of a bare student, keyed as they appear in metrics.jsonl (`score_key` among them)."""
+        raise NotImplementedError
+
+    def test(self, model: nn.Module, history: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
+        """The final model's test metrics for summary.json, and the line that reports them."""
+        raise NotImplementedError
+
+    def run_config(self) -> dict[str, Any]:
+        """The run's config as config.yaml records it (its `task` included)."""
+        config = self.cfg.to_dict()
+        if self.command == "train":  # no teacher, no method: say so rather than show the distill default
+            config.update(method="scratch", method_options={})
+        return config
 
 
 @dataclass(frozen=True)

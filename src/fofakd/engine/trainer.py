@@ -1,4 +1,4 @@
-"""The training loop behind `fofakd train` and `fofakd distill`."""
+"""The training loop behind every task's runs (`fofakd train`, `fofakd distill`, `fofakd detect ...`)."""
 from __future__ import annotations
 
 import math
@@ -13,28 +13,28 @@ from timm.utils import ModelEmaV3, distribute_bn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ..data import build_data
 from ..errors import FofakdError, RunInterrupted
-from ..methods import build_distiller
 from ..models.checkpoint import state_fingerprint
-from .builder import build_optimizer, build_run_models, build_scheduler
+from .builder import build_optimizer, build_scheduler
 from .checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
 from .config import TrainingConfig
 from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
-from .evaluate import autocast_context, evaluate
+from .evaluate import autocast_context
 from .faults import fault_point
 from .run_dir import RunDir, save_student
+from .tasks import TrainingTask
 
 
 class Trainer:
-    """One run: data, models, method, optimiser, schedule, EMA, checkpoints and logs.
+    """One run: optimiser, schedule, EMA, checkpoints and logs around the task's data, distiller and metrics.
 
     Args:
         cfg: The run's options.
         command: "train" (one model, no teacher) or "distill".
+        task: The task's `TrainingTask` class (data, models, validation, test metric, best-checkpoint key).
     """
 
-    def __init__(self, cfg: TrainingConfig, command: str):
+    def __init__(self, cfg: TrainingConfig, command: str, task: type[TrainingTask]):
         if not cfg.out:
             raise FofakdError("the run needs an output directory: pass --out DIR.")
         self.cfg, self.command = cfg, command
@@ -51,8 +51,9 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
 
-        self.method = "scratch" if command == "train" else cfg.method
-        self._build_parts()
+        self.task = task(cfg, command, self.info, self.device)
+        self.method, self.score_key = self.task.method, self.task.score_key
+        self.distiller, self.spec = self.task.build()
         teacher = self.distiller.teacher
         # Checkpoints leave the frozen teacher out; they record where it came from and what it held instead.
         self.teacher_record = {"source": cfg.teacher_checkpoint or f"{cfg.teacher} (timm weights)",
@@ -67,7 +68,7 @@ class Trainer:
                 self.distiller.teacher.compile()
 
         self.optimizer = build_optimizer(cfg, self.distiller)
-        self.steps_per_epoch = len(self.data.train)
+        self.steps_per_epoch = len(self.task.train_loader)
         self.scheduler = build_scheduler(cfg, self.optimizer, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
         self.ema = ModelEmaV3(self.distiller.student, decay=cfg.ema_decay) if cfg.ema else None
@@ -97,32 +98,6 @@ class Trainer:
             self._log(f"resuming {self.run_dir.path} at epoch {self.epoch + 1}, step {self.step}")
         else:
             self._log(f"run directory: {self.run_dir.path}")
-
-    # ------------------------------------------------------------------------------------ task-specific parts
-    score_key = "val_top1"  # the validation metric that picks checkpoints/best.pt (higher is better)
-
-    def _build_parts(self) -> None:
-        """Data, models and `method`'s distiller: sets `data`, `distiller` and `spec` (the student's rebuild recipe)."""
-        cfg = self.cfg
-        self.data = build_data(cfg, self.info.rank, self.info.world_size, self.device)
-        teacher, student, self.spec = build_run_models(cfg, self.command, self.data)
-        options = {"label_smoothing": cfg.smoothing, **cfg.method_options}
-        input_size = (self.data.in_chans, self.data.img_size, self.data.img_size)
-        self.distiller = build_distiller(self.method, teacher=teacher, student=student,
-                                         input_size=input_size, **options).to(self.device)
-
-    def _validate(self, model: torch.nn.Module) -> dict[str, float]:
-        """Validation metrics of a bare student, keyed as they appear in metrics.jsonl."""
-        val = self._evaluate(model, self.data.val)
-        return {"val_top1": val["top1"], "val_top5": val["top5"], "val_loss": val["loss"]}
-
-    def _test(self, model: torch.nn.Module) -> tuple[dict[str, Any], str]:
-        """The final model's test metrics for summary.json, and the line that reports them."""
-        test = self._evaluate(model, self.data.test)
-        split = self.data.test_split  # "val" for an image folder without test/: say so rather than call it test
-        line = f"{split} top-1 {test['top1']:.2f} top-5 {test['top5']:.2f} on {test['samples']} {split} images"
-        return {"test_top1": test["top1"], "test_top5": test["top5"], "test_samples": test["samples"],
-                "test_split": split}, line
 
     # ----------------------------------------------------------------------------------------------- state
     def _state(self) -> dict[str, Any]:
@@ -199,7 +174,7 @@ class Trainer:
         return int(flag.item()) and (self.stop_signal or signal.SIGTERM)
 
     def _train_epoch(self) -> dict[str, float]:
-        cfg, loader = self.cfg, self.data.train
+        cfg, loader = self.cfg, self.task.train_loader
         self.model.train()
         self._set_epoch(loader, self.epoch)
         sums: dict[str, float] = dict(self.partial["sums"])
@@ -280,17 +255,11 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(params, self.cfg.clip_grad)
         self.optimizer.step()
 
-    def _evaluate(self, model: torch.nn.Module, loader: Any) -> dict[str, float]:
-        return evaluate(model, loader, self.device, self.cfg.amp, self.info, self.cfg.channels_last)
-
     def fit(self) -> dict[str, Any]:
         """Train to the last epoch (or `stop_after` epochs), then evaluate and write the bare student."""
         cfg = self.cfg
         if self.info.is_main and not cfg.resume:
-            config = cfg.to_dict()
-            if self.command == "train":  # no teacher, no method: say so rather than show the distill default
-                config.update(method="scratch", method_options={})
-            self.run_dir.write_config(config)
+            self.run_dir.write_config(self.task.run_config())
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(self.run_dir.tensorboard), purge_step=self.epoch + 1) if self.info.is_main else None
@@ -318,10 +287,10 @@ class Trainer:
         stats = self._train_epoch()
         lr = self.optimizer.param_groups[0]["lr"]
         row: dict[str, Any] = {"epoch": self.epoch + 1, "epochs": self.cfg.epochs, "lr": lr, **stats}
-        if self.data.val is not None:
-            row.update(self._validate(self.distiller.student))
+        if self.task.has_validation:
+            row.update(self.task.validate(self.distiller.student))
             if self.ema:
-                row[f"ema_{self.score_key}"] = self._validate(self.ema.module)[self.score_key]
+                row[f"ema_{self.score_key}"] = self.task.validate(self.ema.module)[self.score_key]
         self.wall_time += stats["train_time_s"]
         row["wall_time_s"] = self.wall_time
         self.epoch += 1
@@ -341,7 +310,7 @@ class Trainer:
 
     def _finish(self, writer: Any) -> dict[str, Any]:
         final = self.ema.module if self.ema else self.distiller.student
-        test, line = self._test(final)
+        test, line = self.task.test(final, self.history)
         summary = {
             "command": self.command, "method": self.method, "epochs": self.epoch, **test,
             f"best_{self.score_key}": max((r[self.score_key] for r in self.history if self.score_key in r),
@@ -363,7 +332,3 @@ class Trainer:
         if self.info.is_main:
             print(message, flush=True)
 
-
-def run(cfg: TrainingConfig, command: str) -> dict[str, Any]:
-    """Train (command "train") or distil (command "distill") as `cfg` says; returns the run summary."""
-    return Trainer(cfg, command).fit()
