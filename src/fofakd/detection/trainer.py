@@ -30,14 +30,6 @@ class DetectionTask(TrainingTask):
         self.distiller = build_detection_distiller(self.method, teacher, student, **cfg.method_options)
         return self.distiller.to(self.device), spec
 
-    @property
-    def train_loader(self) -> Any:
-        return self.data.train
-
-    @property
-    def has_validation(self) -> bool:
-        return self.data.val is not None
-
     def _mean_ap(self, model: torch.nn.Module) -> dict[str, float]:
         data = self.data
         return evaluate_detector(model, data.val, data.val_coco, data.val_image_ids,

@@ -29,14 +29,6 @@ class ClassificationTask(TrainingTask):
         distiller = build_distiller(self.method, teacher=teacher, student=student, input_size=input_size, **options)
         return distiller.to(self.device), spec
 
-    @property
-    def train_loader(self) -> Any:
-        return self.data.train
-
-    @property
-    def has_validation(self) -> bool:
-        return self.data.val is not None
-
     def _evaluate(self, model: torch.nn.Module, loader: Any) -> dict[str, float]:
         return evaluate(model, loader, self.device, self.cfg.amp, self.info, self.cfg.channels_last)
 

@@ -42,16 +42,17 @@ class TrainingTask:
         self.method = "scratch" if command == "train" else cfg.method
 
     def build(self) -> tuple[nn.Module, dict[str, Any]]:
-        """Data, models and the method's distiller: returns (distiller, student spec to rebuild it from)."""
+        """Data (`self.data`, with `train` and `val` loaders), models and the method's distiller: returns
+        (distiller, student spec to rebuild it from)."""
         raise NotImplementedError
 
     @property
     def train_loader(self) -> Any:
-        raise NotImplementedError
+        return self.data.train
 
     @property
     def has_validation(self) -> bool:
-        raise NotImplementedError
+        return self.data.val is not None
 
     def validate(self, model: nn.Module) -> dict[str, float]:
         """Validation metrics of a bare student, keyed as they appear in metrics.jsonl (`score_key` among them)."""
