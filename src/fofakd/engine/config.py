@@ -90,8 +90,8 @@ class TrainingConfig:
 
 
 def run_task(config: dict[str, Any]) -> str:
-    """The task of a run from its saved config (runs saved before configs named their task: from their keys)."""
-    return config.get("task") or ("detection" if "detector_options" in config else "classification")
+    """The task of a run, as its saved config records it."""
+    return config.get("task", "classification")
 
 
 @dataclass
