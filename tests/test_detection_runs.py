@@ -89,9 +89,10 @@ def test_fofa_distils_from_a_teacher_run_then_evaluates_and_exports(tiny, teache
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--method-options", "rank=3"], "detection method 'fofa' has no option rank"),
+    (["--method-options", "rank=3"], "method 'fofa' has no option rank"),
     (["--method", "dkdd"], "method 'dkdd' is not known; did you mean dkd"),
-    (["--method", "ofa"], "method 'ofa' needs the models' own features, not only logits"),
+    (["--method", "ofa"], "method 'ofa' needs what only classification models give, so it cannot be used for "
+                          "detection; use one of dist, dkd, fitnet, fofa, kd, scratch"),
     (["--batch-size", "64"], "larger than the 16 training images"),
     (["--data", "coco", "--data-dir", "."], "has no 'train2017' split"),
 ])

@@ -11,8 +11,10 @@ from ..engine.export import onnxruntime_module
 from ..errors import FofakdError
 
 
-def export_detector(model: FasterRCNN, spec: dict[str, Any], fmt: str, out: Path) -> dict[str, Any]:
-    """Write `model` as ONNX (one image in, boxes, labels and scores out) and compare it with PyTorch."""
+def export_detector(model: FasterRCNN, spec: dict[str, Any], fmt: str, out: Path,
+                    fold_normalisation: bool = False) -> dict[str, Any]:
+    """Write `model` as ONNX (one image in, boxes, labels and scores out) and compare it with PyTorch. A detector
+    takes pixels in [0, 1] and normalises them itself, so `fold_normalisation` changes nothing."""
     if fmt != "onnx":
         raise FofakdError(f"detectors export to onnx or safetensors, not {fmt}; pass --format onnx.")
     ort = onnxruntime_module()

@@ -1,7 +1,6 @@
 """Exporting the bare student: safetensors, TorchScript or ONNX (checked against PyTorch with onnxruntime)."""
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -36,13 +35,8 @@ def load_student(checkpoint: str | Path) -> tuple[nn.Module, dict[str, Any], Pat
 
 
 def _model_from_spec(spec: dict[str, Any], weights: Path | None = None) -> nn.Module:
-    """A classifier, or the model of another task (a detector for the specs `fofakd detect` writes)."""
-    task = task_of(spec)
-    if task is not None:
-        return task.build(spec, weights)
-    from .builder import model_from_spec
-
-    return model_from_spec(spec, checkpoint=weights)
+    """The model a spec describes, built by the spec's task (a classifier, a detector, ...)."""
+    return task_of(spec).build(spec, weights)
 
 
 def export_student(checkpoint: str | Path, fmt: str, out: str | Path, overwrite: bool = False,
@@ -80,48 +74,7 @@ def _export(checkpoint: str | Path, fmt: str, out: str | Path, fold_normalisatio
         write_weights(model, spec, tmp)
         tmp.replace(out)
         return report
-    task = task_of(spec)
-    if task is not None:
-        return {**report, **task.export(model, spec, fmt, out)}
-    if fold_normalisation:
-        model = WithNormalisation(model, spec["mean"], spec["std"])
-    report["input_shape"] = [None, spec["in_chans"], spec["img_size"], spec["img_size"]]
-    report["input"] = "pixels in [0, 1]" if fold_normalisation else "normalised with the metadata's mean and std"
-    example = torch.rand(2, spec["in_chans"], spec["img_size"], spec["img_size"])
-    expected = model(example)
-    if fmt == "torchscript":
-        traced = torch.jit.trace(model, example)
-        traced.save(str(out))
-        actual = torch.jit.load(str(out))(example)
-    else:
-        actual = torch.from_numpy(_export_onnx(model, example, out, onnx_metadata(spec, fold_normalisation)))
-    report["max_abs_diff"] = float((actual - expected).abs().max())
-    return report
-
-
-class WithNormalisation(nn.Module):
-    """A classifier that takes pixels in [0, 1] and normalises them itself."""
-
-    def __init__(self, model: nn.Module, mean: list[float], std: list[float]):
-        super().__init__()
-        self.model = model
-        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model((images - self.mean) / self.std)
-
-
-def onnx_metadata(spec: dict[str, Any], folded: bool) -> dict[str, str]:
-    """What a consumer of the ONNX file needs to feed it and read its output, as string metadata."""
-    return {
-        "fofakd_spec": json.dumps(spec),
-        "input_size": json.dumps([spec["in_chans"], spec["img_size"], spec["img_size"]]),
-        "input_range": "[0, 1] pixels, normalisation folded into the graph" if folded
-        else "normalised: (pixels in [0, 1] - mean) / std",
-        "mean": json.dumps(spec["mean"]), "std": json.dumps(spec["std"]),
-        "class_names": json.dumps(spec.get("class_names", [])),
-    }
+    return {**report, **task_of(spec).export(model, spec, fmt, out, fold_normalisation)}
 
 
 def onnxruntime_module() -> ModuleType:
@@ -131,16 +84,3 @@ def onnxruntime_module() -> ModuleType:
     except ImportError:
         raise FofakdError("ONNX export needs onnx and onnxruntime; install fofakd[export].") from None
     return onnxruntime
-
-
-def _export_onnx(model: nn.Module, example: torch.Tensor, out: Path, metadata: dict[str, str]):
-    ort = onnxruntime_module()
-    import onnx
-
-    torch.onnx.export(model, (example,), str(out), input_names=["images"], output_names=["logits"],
-                      dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
-    graph = onnx.load(str(out))
-    onnx.helper.set_model_props(graph, metadata)
-    onnx.save(graph, str(out))
-    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    return session.run(None, {"images": example.numpy()})[0]

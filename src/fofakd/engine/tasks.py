@@ -2,7 +2,7 @@
 
 - `TrainingTask`: one run's data, models and distiller, validation, test metric and best-checkpoint key. The
   `Trainer` runs any of them and knows no task, method or data set.
-- `SavedModelTask`: how a saved spec of a task other than classification becomes a model again and is exported.
+- `SavedModelTask`: how a saved spec of a task becomes a model again and is exported.
 
 A task registers itself from its own package; the engine imports that package by name on first use, so the engine
 never imports a task (the arrows point from tasks to the engine).
@@ -20,7 +20,7 @@ from ..errors import FofakdError
 from .distributed import DistInfo
 
 # Where each known task registers itself.
-_TASK_MODULES = {"detection": "fofakd.detection.task"}
+_TASK_MODULES = {"classification": "fofakd.engine.classifier_export", "detection": "fofakd.detection.task"}
 _TASKS: dict[str, "SavedModelTask"] = {}
 
 
@@ -76,22 +76,21 @@ class SavedModelTask:
 
     Attributes:
         build: (spec, weights file or None) -> the model, weights loaded.
-        export: (model, spec, format, out file) -> a report of the export (its checks included).
+        export: (model, spec, format, out file, fold_normalisation) -> a report of the export (its checks
+            included); called for every format but safetensors, which the engine writes itself.
     """
 
     build: Callable[[dict[str, Any], Path | None], nn.Module]
-    export: Callable[[nn.Module, dict[str, Any], str, Path], dict[str, Any]]
+    export: Callable[[nn.Module, dict[str, Any], str, Path, bool], dict[str, Any]]
 
 
 def register_task(name: str, task: SavedModelTask) -> None:
     _TASKS[name] = task
 
 
-def task_of(spec: dict[str, Any]) -> SavedModelTask | None:
-    """The task of a saved spec; None for classification, which the engine handles itself."""
+def task_of(spec: dict[str, Any]) -> SavedModelTask:
+    """The task of a saved spec (classification when the spec names none)."""
     name = spec.get("task", "classification")
-    if name == "classification":
-        return None
     if name not in _TASKS and name in _TASK_MODULES:
         importlib.import_module(_TASK_MODULES[name])
     if name not in _TASKS:
