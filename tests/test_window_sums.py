@@ -8,11 +8,6 @@ from fofakd.features.stages import StageInfo
 from fofakd.modules import window_sums
 from fofakd.modules.prompts import AdaptiveFeedbackPrompt, FusionBlock, PromptBlock
 
-@pytest.fixture(autouse=True)
-def _shortcut_on_every_map(monkeypatch):
-    """fofakd convolves maps of at most 5x5 pixels directly (cheaper, same result); test the shortcut on them too."""
-    monkeypatch.setattr(window_sums, "MIN_PIXELS_PER_WINDOW_SUM", 0)
-
 
 SIZES = [(1, 1), (2, 2), (7, 7), (8, 8), (56, 56), (5, 9), (12, 7)]  # odd, even, tiny, large, non-square
 
@@ -125,16 +120,22 @@ def test_an_off_by_one_border_strip_is_caught(monkeypatch):
     assert _relative_error(module, [x], True) > 1e-3
 
 
-def test_small_maps_are_convolved_and_large_ones_summed(monkeypatch):
-    monkeypatch.setattr(window_sums, "MIN_PIXELS_PER_WINDOW_SUM", 1)
-    block = PromptBlock(16, "bias")
-    calls = []
-    monkeypatch.setattr(window_sums, "rectangle_sums", lambda x, k: calls.append(x.shape) or torch.zeros(
-        x.shape[0], x.shape[1], k, k))
-    block(torch.randn(2, 16, 5, 5))  # 25 pixels: no cheaper than the 5x5 sums
-    assert calls == []
-    block(torch.randn(2, 16, 6, 6))
-    assert calls == [(2, 16, 6, 6)]
+@pytest.mark.parametrize("size, reachable", [(1, [2]), (2, [1, 2, 3]), (3, [0, 1, 2, 3, 4])])
+def test_taps_that_read_only_padding_are_left_out(size, reachable):
+    """A 5x5 kernel with padding 2 reaches a 1x1 map with its centre tap only and a 2x2 map with the inner 3x3."""
+    assert list(range(5))[window_sums.reachable_offsets(size, 5)] == reachable
+    block = FusionBlock(8, "bias")
+    _randomise(block, 0)
+    x = torch.randn(2, 16, size, size)
+    before = block(x)
+    outer = torch.ones(5, 5, dtype=torch.bool)
+    outer[reachable[0]:reachable[-1] + 1, reachable[0]:reachable[-1] + 1] = False
+    with torch.no_grad():
+        block[1].weight[:, :, outer] += 1.0  # weights that only ever multiply padding
+    after = block(x)
+    after.sum().backward()
+    assert torch.equal(before, after)
+    assert block[1].weight.grad[:, :, outer].abs().sum() == 0 and block[1].weight.grad.abs().sum() > 0
 
 
 def test_gate_mode_keeps_the_convolutions():

@@ -10,7 +10,7 @@ from ..features.layout import to_map
 from ..features.stages import StageInfo
 from .aligners import build_map_aligner
 from .init import init_weights
-from .window_sums import bias_mode_block, window_sums_pay_off
+from .window_sums import bias_mode_block
 
 SE_MODES = ("bias", "gate")
 
@@ -47,7 +47,7 @@ class _GatedBlock(nn.Sequential):
         self.use_window_sums = se_mode == "bias"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.use_window_sums and window_sums_pay_off(self, x):
+        if self.use_window_sums:
             return bias_mode_block(self, x)
         return super().forward(x)
 

@@ -12,7 +12,9 @@ global mean of the linear part's output. That mean is an exact function of a few
 - the 1x1 convolutions after it act on the mean.
 
 So the block costs O(C (H + W) k) for the sums and O(C^2 k^2) for the convolutions, instead of O(C^2 k^2 H W), and
-autograd through the sums is the exact gradient. docs/speed.md derives it with the measured effect.
+autograd through the sums is the exact gradient. On maps smaller than k // 2 + 1 pixels a side the outer kernel
+offsets read only padding; the shortcut leaves them out (a 1 x 1 map needs the centre tap alone), which a
+convolution cannot. docs/speed.md derives it with the measured effect.
 """
 from __future__ import annotations
 
@@ -51,37 +53,41 @@ def rectangle_areas(height: int, width: int, kernel: int, device: torch.device, 
 
 
 def _grouped_linear(x: torch.Tensor, conv: nn.Conv2d, bias_scale: torch.Tensor | float = 1.0) -> torch.Tensor:
-    """A 1x1 convolution over dim 1 of x, (B, C) or (B, C, k, k), as one (grouped) matrix product; its bias times
-    `bias_scale`. On the shortcut's small tensors this costs far less than dispatching a convolution."""
+    """A 1x1 convolution over dim 1 of x, (B, C) or (B, C, k, k), as one matrix product per group; its bias times
+    `bias_scale`. On the shortcut's small tensors this costs far less than dispatching a convolution, and the batch
+    goes into the columns, so the weight is never copied per sample (forward or backward)."""
     groups, batch = conv.groups, x.shape[0]
     weight = conv.weight.reshape(groups, conv.out_channels // groups, -1)  # (G, C_out / G, C_in / G)
     columns = x.reshape(batch, groups, weight.shape[2], -1)  # (B, G, C_in / G, N)
-    out = (weight @ columns).reshape(batch, conv.out_channels, *x.shape[2:])
+    positions = columns.shape[-1]
+    columns = columns.permute(1, 2, 0, 3).reshape(groups, weight.shape[2], batch * positions)
+    out = (weight @ columns).reshape(groups, weight.shape[1], batch, positions).permute(2, 0, 1, 3)
+    out = out.reshape(batch, conv.out_channels, *x.shape[2:])
     if conv.bias is None:
         return out
     return out + conv.bias.view(1, -1, *([1] * (x.ndim - 2))) * bias_scale
 
 
-def mean_of_window_conv(conv: nn.Conv2d, sums: torch.Tensor, pixels: int) -> torch.Tensor:
-    """The spatial mean of a k x k, padding k // 2 convolution's output, (B, C_out), from rectangle sums."""
+def reachable_offsets(size: int, kernel: int) -> slice:
+    """The kernel offsets along one axis whose rectangle holds any pixel: all k unless the map is smaller than
+    k // 2 + 1, when the outer taps only ever read padding."""
+    unreachable = max(kernel // 2 - size + 1, 0)
+    return slice(unreachable, kernel - unreachable)
+
+
+def mean_of_window_conv(conv: nn.Conv2d, sums: torch.Tensor, pixels: int,
+                        taps: tuple[slice, slice] = (slice(None), slice(None))) -> torch.Tensor:
+    """The spatial mean of a k x k, padding k // 2 convolution's output, (B, C_out), from rectangle sums of the
+    kernel offsets `taps` (the others read only padding, so they add nothing and get no gradient)."""
+    weight = conv.weight[:, :, taps[0], taps[1]]
     if conv.groups == 1:
-        out = sums.flatten(1) @ conv.weight.flatten(1).transpose(0, 1)
+        out = sums.flatten(1) @ weight.flatten(1).transpose(0, 1)
     elif conv.groups == conv.in_channels == conv.out_channels:  # depth-wise
-        out = (sums * conv.weight.squeeze(1)).sum(dim=(2, 3))
+        out = (sums * weight.squeeze(1)).sum(dim=(2, 3))
     else:
-        out = F.conv2d(sums, conv.weight, None, groups=conv.groups).flatten(1)
+        out = F.conv2d(sums, weight, None, groups=conv.groups).flatten(1)
     out = out / pixels
     return out if conv.bias is None else out + conv.bias
-
-
-def window_sums_pay_off(layers: nn.Sequential, x: torch.Tensor) -> bool:
-    """Whether the shortcut is cheaper than the convolutions: the rectangle sums give k x k values per channel, so a
-    map of at most k x k pixels (late stages of small images) is cheaper convolved directly; the result is the same."""
-    kernel = max(m.kernel_size[0] for m in layers if isinstance(m, nn.Conv2d))
-    return x.shape[-2] * x.shape[-1] > kernel * kernel * MIN_PIXELS_PER_WINDOW_SUM
-
-
-MIN_PIXELS_PER_WINDOW_SUM = 1  # tests set 0 to run the shortcut on every map size
 
 
 def bias_mode_block(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
@@ -94,11 +100,12 @@ def bias_mode_block(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     window = next(i for i, m in enumerate(modules) if isinstance(m, nn.Conv2d) and m.kernel_size[0] > 1)
     kernel = modules[window].kernel_size[0]
     height, width = x.shape[-2:]
-    sums = rectangle_sums(x, kernel)
-    areas = rectangle_areas(height, width, kernel, x.device, x.dtype)
+    taps = (reachable_offsets(height, kernel), reachable_offsets(width, kernel))
+    sums = rectangle_sums(x, kernel)[:, :, taps[0], taps[1]]
+    areas = rectangle_areas(height, width, kernel, x.device, x.dtype)[taps[0], taps[1]]
     for conv in modules[:window]:
         sums = _grouped_linear(sums, conv, areas)
-    out = mean_of_window_conv(modules[window], sums, height * width)  # (B, C)
+    out = mean_of_window_conv(modules[window], sums, height * width, taps)  # (B, C)
     for module in modules[window + 1:]:
         if isinstance(module, nn.Conv2d):
             out = _grouped_linear(out, module)
