@@ -4,4 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/lint-imports    # the layers written in pyproject.toml: no import from a lower layer to a higher one
-HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -q --durations=15 "$@"
+# Two worker processes, one core each: the end-to-end demo runs beside the rest of the suite. Tests of one file stay
+# in one worker, so module fixtures (trained teacher runs) are built once. Pass -n 0 to run in one process.
+HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -q --durations=15 -n 2 --dist loadfile "$@"

@@ -5,7 +5,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # set when pytest-xdist runs the tests in several processes
+if WORKER:
+    # Each worker takes one core; its own cache folder, so that workers never write the same data at once.
+    torch.set_num_threads(1)
+    os.environ.setdefault("FOFAKD_DATA", os.path.join(os.environ.get("TMPDIR", "/tmp"), f"fofakd-test-data-{WORKER}"))
+else:
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
 @pytest.fixture(autouse=True)
