@@ -75,6 +75,8 @@ VARIANTS = {
     # Beyond the paper: one region per student token (8x8 per stage) instead of 4x4 regions, so that the 8x8
     # teacher map of stage 1 is not regressed from a 4x4 summary.
     "num_queries=256": {**FOFA, "num_queries": 256},
+    # The two changes that helped most on the screen, together.
+    "target_norm=layer + fd_weight=0.3": {**FOFA, "target_norm": "layer", "fd_weight": 0.3},
 }
 
 
