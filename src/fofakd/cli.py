@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="distil a ResNet into a small ViT on Fashion-MNIST with scratch, kd, ofa, fofa")
     demo.add_argument("--out", default="demo", help="output directory (default: demo)")
-    demo.add_argument("--quick", action="store_true", help="fewer images and steps (about 6 minutes on 2 cores)")
+    demo.add_argument("--quick", action="store_true", help="fewer images and steps (about 9 minutes on one core)")
     demo.set_defaults(func=_cmd_demo)
 
     report = sub.add_parser("report", help="comparison table and plots from run directories")

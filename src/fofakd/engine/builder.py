@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from timm.optim import create_optimizer_v2
+from timm.optim import create_optimizer_v2, get_optimizer_info
 from timm.scheduler import create_scheduler_v2
 from torch import nn
 
@@ -65,9 +65,27 @@ def build_run_models(cfg: RunConfig, command: str, data: DataBundle) -> tuple[nn
     return teacher, student, student_spec(cfg.student, cfg.student_kwargs, data, cfg)
 
 
+# torch optimisers with a fused kernel: one pass over all weights instead of several operations per tensor. On a
+# 2-core CPU a fused AdamW step measured 3.4x faster than the for-loop (docs/speed.md); rounding differs slightly.
+FUSED_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD)
+
+
 def build_optimizer(cfg: TrainingConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """timm's optimiser over the trainable parameters (no weight decay on norms and biases)."""
-    return create_optimizer_v2(model, opt=cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
+    """timm's optimiser over the trainable parameters (no weight decay on norms and biases), fused where it can be."""
+    fused = {"fused": True} if cfg.fused_optimizer and has_fused_kernel(cfg.opt, model) else {}
+    return create_optimizer_v2(model, opt=cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum,
+                               **fused)
+
+
+def has_fused_kernel(opt: str, model: nn.Module) -> bool:
+    """Whether timm's optimiser `opt` is a torch optimiser with a fused kernel on the devices of `model`'s weights."""
+    try:  # torch >= 2.1; the CPU joined the list in 2.4
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+        opt_class = get_optimizer_info(opt).opt_class
+    except (ImportError, ValueError):  # an older torch, or a name timm resolves otherwise (e.g. lookahead_adamw)
+        return False
+    devices = {p.device.type for p in model.parameters() if p.requires_grad}
+    return opt_class in FUSED_OPTIMIZERS and devices <= set(_get_fused_kernels_supported_devices())
 
 
 def build_scheduler(cfg: TrainingConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> Any:
