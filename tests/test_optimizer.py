@@ -23,15 +23,18 @@ def _train(opt: str, fused: bool, steps: int = 5) -> tuple[torch.optim.Optimizer
     cfg = build_config({"model": "resnet10t", "opt": opt, "lr": 0.05, "weight_decay": 0.05, "fused_optimizer": fused})
     optimizer = build_optimizer(cfg, model)
     g = torch.Generator().manual_seed(1)
-    for _ in range(steps):
+    for step in range(steps):
         x, y = torch.randn(4, 3, 8, 8, generator=g), torch.randint(0, 5, (4,), generator=g)
         optimizer.zero_grad(set_to_none=True)
-        nn.functional.cross_entropy(model(x), y).backward()
+        # The last layer gets no gradient on the first step, as FOFA's fusion blocks (no feedback yet).
+        features = model[:-1](x)
+        logits = model[-1](features) if step else features[:, :5] + 0 * model[-1].bias.detach()
+        nn.functional.cross_entropy(logits, y).backward()
         optimizer.step()
     return optimizer, [p.detach().clone() for p in model.parameters()]
 
 
-@pytest.mark.parametrize("opt", ["adamw", "adam", "sgd", "momentum"])
+@pytest.mark.parametrize("opt", ["adamw", "adam"])
 def test_fused_step_trains_like_the_for_loop(opt):
     fused, fused_weights = _train(opt, fused=True)
     loop, loop_weights = _train(opt, fused=False)
@@ -45,6 +48,7 @@ def test_fused_step_trains_like_the_for_loop(opt):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_an_optimiser_without_a_fused_kernel_is_built_as_timm_builds_it():
-    optimizer, _ = _train("lamb", fused=True, steps=1)
-    assert type(optimizer).__name__ == "Lamb" and not optimizer.defaults.get("fused")
+@pytest.mark.parametrize("opt", ["lamb", "sgd", "momentum"])
+def test_other_optimisers_are_built_as_timm_builds_them(opt):
+    optimizer, _ = _train(opt, fused=True)
+    assert not any(group.get("fused") for group in optimizer.param_groups)

@@ -67,7 +67,9 @@ def build_run_models(cfg: RunConfig, command: str, data: DataBundle) -> tuple[nn
 
 # torch optimisers with a fused kernel: one pass over all weights instead of several operations per tensor. On a
 # 2-core CPU a fused AdamW step measured 3.4x faster than the for-loop (docs/speed.md); rounding differs slightly.
-FUSED_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD)
+# Not SGD: torch's fused SGD fails once a parameter gets its first gradient after the first step (FOFA's fusion
+# blocks do: there is no feedback on step one), since its momentum buffers are created on the first step only.
+FUSED_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW)
 
 
 def build_optimizer(cfg: TrainingConfig, model: nn.Module) -> torch.optim.Optimizer:

@@ -56,8 +56,8 @@ class TrainingConfig:
     eval_batch_size: int = _opt(256, "evaluation batch size per process", bounds=POSITIVE)
     workers: int = _opt(2, "data loader workers for image files", bounds=NON_NEGATIVE)
     opt: str = _opt("adamw", "optimiser (any timm optimiser name, e.g. sgd, adamw)")
-    fused_optimizer: bool = _opt(True, "torch's fused kernel for adam, adamw, sgd and momentum where the device has "
-                                       "one (--no-fused-optimizer: the for-loop)")
+    fused_optimizer: bool = _opt(True, "torch's fused kernel for adam and adamw where the device has one "
+                                       "(--no-fused-optimizer: the for-loop)")
     lr: float = _opt(1e-3, "peak learning rate (per process batch; see the docs for scaling)", bounds=POSITIVE)
     min_lr: float = _opt(1e-5, "final learning rate of the schedule", bounds=NON_NEGATIVE)
     weight_decay: float = _opt(0.05, "weight decay (not applied to norms and biases)", bounds=NON_NEGATIVE)
