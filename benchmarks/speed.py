@@ -128,6 +128,40 @@ def bench_pair(pair: dict, rounds: int) -> dict:
     }
 
 
+OPTIMISERS = {
+    "SGD with momentum, for-loop (this benchmark's steps)": lambda params: torch.optim.SGD(
+        params, lr=1e-3, momentum=0.9, foreach=False),
+    "SGD with momentum, fused": lambda params: torch.optim.SGD(params, lr=1e-3, momentum=0.9, fused=True),
+    "AdamW, for-loop (timm's and torch's CPU default)": lambda params: torch.optim.AdamW(
+        params, lr=1e-3, foreach=False),
+    "AdamW, fused (the engine's default)": lambda params: torch.optim.AdamW(params, lr=1e-3, fused=True),
+}
+
+
+def optimiser_steps(pair: dict, rounds: int) -> dict[str, dict[str, float]]:
+    """Median time (s) of one `optimizer.step()` per optimiser over KD's and FOFA's trainable parameters, in
+    interleaved rounds. Gradients come from real steps, after FOFA's feedback exists, so that every parameter has
+    one (torch's fused SGD fails on a parameter whose first gradient comes after its first step)."""
+    x, y = batch(pair)
+    steps = {}
+    for method in ("kd", "fofa"):
+        distiller, optimizer = build(pair, method)
+        for _ in range(2):
+            train_step(distiller, optimizer, x, y)
+        distiller(x, y)["loss"].backward()
+        params = list(distiller.trainable_parameters())
+        for name, make in OPTIMISERS.items():
+            optimiser = make(params)
+            optimiser.step()  # creates the state
+            steps[(method, name)] = optimiser.step
+    samples = {key: [] for key in steps}
+    for _ in range(rounds):
+        for key, step in steps.items():
+            samples[key].append(timed(step))
+    return {name: {method: statistics.median(samples[(method, name)]) for method in ("kd", "fofa")}
+            for name in OPTIMISERS}
+
+
 def profile_fofa(pair: dict) -> list[dict]:
     from torch.profiler import ProfilerActivity, profile
 
@@ -173,10 +207,14 @@ def peak_memory(pair_index: int, method: str) -> float:
 
 
 def markdown(results: dict) -> str:
-    lines = [f"# Training-step speed and memory\n\nCommand: `{results['command']}`  \nMachine: {results['machine']}"
-             f"  \nWall time: {results['wall_time_s']:.0f} s. Medians over {results['rounds']} interleaved rounds.\n"]
+    lines = [f"# Training-step speed and memory\n\nLast command: `{results['command']}`  \nMachine: "
+             f"{results['machine']}  \nWall time: {results['wall_time_s']:.0f} s. Medians over interleaved rounds; "
+             "each pair names the command that measured it.\n"]
     for r in results["pairs"]:
         lines.append(f"## {r['teacher']} -> {r['student']}, {r['size']} px, batch {r['batch']}\n")
+        when = f", {r['date']}" if "date" in r else ""
+        lines.append(f"Measured by `{r.get('command', results['command'])}`{when}, "
+                     f"{r.get('rounds', results['rounds'])} rounds.\n")
         lines.append("| method | step (ms) | images/s | x KD | x scratch | extra params | peak memory increase (MiB) |")
         lines.append("|---|---|---|---|---|---|---|")
         for m in METHODS:
@@ -192,6 +230,14 @@ def markdown(results: dict) -> str:
         lines.append(f"\nFOFA step / floor = **{r['fofa_over_floor']:.2f}**; FOFA / KD = {r['ratio_to_kd']['fofa']:.2f}, "
                      f"before the window-sum shortcut {r['ratio_to_kd']['fofa-convs']:.2f} "
                      "(the reference reports 3.2x KD per epoch).\n")
+        if "optimiser_step_s" in r:
+            params = {m: r["extra_parameters"][m] for m in ("kd", "fofa")}
+            lines.append("One optimiser step alone (median of interleaved steps; FOFA adds "
+                         f"{params['fofa'] / 1e6:.2f} M training-only parameters):\n")
+            lines.append("| optimiser | KD (ms) | FOFA (ms) |\n|---|---|---|")
+            for name, times in r["optimiser_step_s"].items():
+                lines.append(f"| {name} | {1000 * times['kd']:.0f} | {1000 * times['fofa']:.0f} |")
+            lines.append("")
         lines.append("Where a FOFA step spends its time (torch.profiler, self CPU time):\n")
         lines.append("| op | ms per step | calls per step |\n|---|---|---|")
         for row in r["profile"]:
@@ -200,28 +246,48 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def merged_pairs(previous: Path, fresh: list[dict]) -> list[dict]:
+    """`fresh` pair results in PAIRS order, with the pairs not re-measured kept from a previous results file."""
+    def key(r: dict) -> tuple:
+        return r["teacher"], r["student"], r["size"], r["batch"]
+
+    kept = {}
+    if previous.exists():
+        old = json.loads(previous.read_text())
+        for r in old["pairs"]:  # results from before pairs carried their own command
+            kept[key(r)] = {"command": old["command"], "rounds": old["rounds"], **r}
+    kept.update({key(r): r for r in fresh})
+    order = [key(p) for p in PAIRS]
+    return sorted(kept.values(), key=lambda r: order.index(key(r)) if key(r) in order else len(order))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
-    parser.add_argument("--pairs", type=int, nargs="*", help="indices into PAIRS (default: all)")
+    parser.add_argument("--pairs", type=int, nargs="*",
+                        help="indices into PAIRS (default: all); the other pairs' results are kept from the last run")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     start = time.perf_counter()
+    command = "python benchmarks/speed.py " + " ".join(sys.argv[1:])
     chosen = args.pairs if args.pairs is not None else list(range(len(PAIRS)))
     pairs = []
     for index in chosen:
         result = bench_pair(PAIRS[index], args.rounds)
         result["profile"] = profile_fofa(PAIRS[index])
+        result["optimiser_step_s"] = optimiser_steps(PAIRS[index], max(args.rounds, 15))
         result["peak_memory_mib"] = {m: peak_memory(index, m) for m in METHODS}
+        result.update(command=command.strip(), rounds=args.rounds, date=time.strftime("%Y-%m-%d"))
         pairs.append(result)
         print(f"{PAIRS[index]['teacher']} -> {PAIRS[index]['student']}: FOFA/floor {result['fofa_over_floor']:.2f}, "
               f"FOFA/KD {result['ratio_to_kd']['fofa']:.2f}", flush=True)
-    results = {"command": "python benchmarks/speed.py " + " ".join(sys.argv[1:]),
+    out = Path(args.out)
+    results = {"command": command.strip(),
                "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
                           f"torch {torch.__version__}",
-               "rounds": args.rounds, "wall_time_s": time.perf_counter() - start, "pairs": pairs}
-    out = Path(args.out)
+               "rounds": args.rounds, "wall_time_s": time.perf_counter() - start,
+               "pairs": merged_pairs(out / "speed.json", pairs) if args.pairs is not None else pairs}
     out.mkdir(parents=True, exist_ok=True)
     (out / "speed.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "speed.md").write_text(markdown(results))
