@@ -164,7 +164,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["", f"## FOFA investigation on {results['investigation_pair']} (validation decides, test is reported)",
               "", f"To fit the benchmark into about 6 hours on 2 cores, the variants run {results['investigation_seeds']} "
               "seed(s) as a screen; a variant whose validation top-1 beats full FOFA's by more than the noise margin "
-              "is then confirmed with every seed (`--confirm NAME`). Confirmed so far: "
+              "is then confirmed with every seed (`--confirm NAME`). Confirmed: "
               + (", ".join(results["confirmed"]) or "none") + ".", "", "| variant | val top-1 (%) | test top-1 (%) | train time (s) | extra parameters |",
               "|---|---|---|---|---|"]
     for name, row in results["investigation"].items():
