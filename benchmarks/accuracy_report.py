@@ -246,16 +246,27 @@ def uncontended_compute(records: dict[str, dict[str, Any]]) -> float:
     return sum(min(times) * len(times) for times in fastest.values())
 
 
+def confirmed_variants(records: dict[str, dict[str, Any]], args: argparse.Namespace) -> list[str]:
+    """The variants asked for with `--confirm`, and those already run past the screen's seeds by any process, in
+    the investigation's order: a process's report does not forget what another confirmed."""
+    pair = " -> ".join(bench.INVESTIGATION_PAIR)
+    past_screen = {r["label"] for r in records.values()
+                   if r["pair"] == pair and r["seed"] >= args.investigation_seeds}
+    return [name for name in bench.VARIANTS
+            if name != "full FOFA" and (name in args.confirm or name in past_screen)]
+
+
 def write_report(records: dict[str, dict[str, Any]], geometry: dict[str, Any], args: argparse.Namespace) -> None:
     import torch
 
     results = collect(records, geometry)
+    confirmed = confirmed_variants(records, args)
     results.update({
         "command": "python benchmarks/accuracy.py", "note": args.note, "runs": len(records),
         "expected_runs": args.seeds * len(bench.PAIRS) * len(bench.METHODS)
         + (len(bench.VARIANTS) - 1) * args.investigation_seeds
-        + len(args.confirm) * (args.seeds - args.investigation_seeds),
-        "investigation_seeds": args.investigation_seeds, "confirmed": args.confirm,
+        + len(confirmed) * (args.seeds - args.investigation_seeds),
+        "investigation_seeds": args.investigation_seeds, "confirmed": confirmed,
         "compute_s": sum(r["train_time_s"] for r in records.values()),
         "uncontended_compute_s": uncontended_compute(records),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
