@@ -126,6 +126,8 @@ def bench_pair(pair: dict, rounds: int) -> dict:
         "fofa_over_floor": median["fofa"] / floor,
         "extra_parameters": {m: built[m][0].num_extra_parameters() for m in METHODS},
         "images_per_s": {m: pair["batch"] / median[m] for m in METHODS},
+        # After the rounds every parameter has a gradient (FOFA's fusion blocks included), which fused SGD needs.
+        "optimiser_step_s": optimiser_steps({m: built[m][0] for m in ("kd", "fofa")}, max(rounds, 15)),
     }
 
 
@@ -139,17 +141,11 @@ OPTIMISERS = {
 }
 
 
-def optimiser_steps(pair: dict, rounds: int) -> dict[str, dict[str, float]]:
-    """Median time (s) of one `optimizer.step()` per optimiser over KD's and FOFA's trainable parameters, in
-    interleaved rounds. Gradients come from real steps, after FOFA's feedback exists, so that every parameter has
-    one (torch's fused SGD fails on a parameter whose first gradient comes after its first step)."""
-    x, y = batch(pair)
+def optimiser_steps(distillers: dict, rounds: int) -> dict[str, dict[str, float]]:
+    """Median time (s) of one `optimizer.step()` per optimiser over each distiller's trainable parameters, with the
+    gradients they hold, in interleaved rounds."""
     steps = {}
-    for method in ("kd", "fofa"):
-        distiller, optimizer = build(pair, method)
-        for _ in range(2):
-            train_step(distiller, optimizer, x, y)
-        distiller(x, y)["loss"].backward()
+    for method, distiller in distillers.items():
         params = list(distiller.trainable_parameters())
         for name, make in OPTIMISERS.items():
             optimiser = make(params)
@@ -159,7 +155,7 @@ def optimiser_steps(pair: dict, rounds: int) -> dict[str, dict[str, float]]:
     for _ in range(rounds):
         for key, step in steps.items():
             samples[key].append(timed(step))
-    return {name: {method: statistics.median(samples[(method, name)]) for method in ("kd", "fofa")}
+    return {name: {method: statistics.median(samples[(method, name)]) for method in distillers}
             for name in OPTIMISERS}
 
 
@@ -272,20 +268,19 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     start = time.perf_counter()
-    command = "python benchmarks/speed.py " + " ".join(sys.argv[1:])
+    command = ("python benchmarks/speed.py " + " ".join(sys.argv[1:])).strip()
     chosen = args.pairs if args.pairs is not None else list(range(len(PAIRS)))
     pairs = []
     for index in chosen:
         result = bench_pair(PAIRS[index], args.rounds)
         result["profile"] = profile_fofa(PAIRS[index])
-        result["optimiser_step_s"] = optimiser_steps(PAIRS[index], max(args.rounds, 15))
         result["peak_memory_mib"] = {m: peak_memory(index, m) for m in METHODS}
-        result.update(command=command.strip(), rounds=args.rounds, date=time.strftime("%Y-%m-%d"))
+        result.update(command=command, rounds=args.rounds, date=time.strftime("%Y-%m-%d"))
         pairs.append(result)
         print(f"{PAIRS[index]['teacher']} -> {PAIRS[index]['student']}: FOFA/floor {result['fofa_over_floor']:.2f}, "
               f"FOFA/KD {result['ratio_to_kd']['fofa']:.2f}", flush=True)
     out = Path(args.out)
-    results = {"command": command.strip(),
+    results = {"command": command,
                "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
                           f"torch {torch.__version__}",
                "rounds": args.rounds, "wall_time_s": time.perf_counter() - start,
