@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from fofakd.errors import FofakdError
 from fofakd.features.stages import StageInfo
@@ -19,6 +20,26 @@ def test_patchify_resizes_up_to_a_multiple_of_the_grid():
     assert patch(torch.randn(2, 3, 7, 7)).shape == (2, 16, 16)
     tiny = RegionPatchify(channels=3, grid=(1, 1), regions_per_side=4, dim=16)
     assert tiny(torch.randn(2, 3, 1, 1)).shape == (2, 16, 16)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("grid, size", [((8, 8), None), ((7, 7), None), ((6, 10), None), ((16, 16), (12, 20))])
+def test_patchify_product_equals_its_convolution(grid, size, channels_last):
+    """The patch-wise matrix product is the kernel = stride convolution: output and every gradient, fp64, for maps
+    and for token features laid on their grid (channels-last memory)."""
+    patch = RegionPatchify(channels=5, grid=grid, regions_per_side=4, dim=12).double()
+    x = torch.randn(3, 5, *(size or grid), dtype=torch.float64, requires_grad=True)
+    memory = torch.channels_last if channels_last else torch.contiguous_format
+    out = patch(x.contiguous(memory_format=memory))
+    expected_input = F.interpolate(x, size=patch.size, mode="bilinear" if size else "nearest") \
+        if size or patch.needs_resize else x
+    expected = patch.proj(expected_input).flatten(2).transpose(1, 2)
+    weights = torch.randn_like(out)
+    grads = torch.autograd.grad((out * weights).sum(), [x, *patch.parameters()])
+    expected_grads = torch.autograd.grad((expected * weights).sum(), [x, *patch.parameters()])
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    for got, want in zip(grads, expected_grads):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
 def test_raa_shapes_and_every_query_sees_every_stage():

@@ -73,6 +73,27 @@ def test_block_shortcut_equals_convolutions(block, size, seed):
     assert_shortcut_exact(module, [x])
 
 
+@pytest.mark.parametrize("block", [FusionBlock, PromptBlock])
+def test_large_maps_take_the_separable_sums(block):
+    """Above `DENSE_MASK_PIXELS` the sums are two products with the row and column masks; they are exact too."""
+    size = (72, 64)
+    assert size[0] * size[1] > window_sums.DENSE_MASK_PIXELS
+    module = block(32, "bias")
+    _randomise(module, 0)
+    x = torch.randn(2, 64 if block is FusionBlock else 32, *size, generator=torch.Generator().manual_seed(5))
+    assert_shortcut_exact(module, [x])
+
+
+def test_fusion_of_two_inputs_is_fusion_of_their_concatenation():
+    module = FusionBlock(32, "bias")
+    _randomise(module, 1)
+    g = torch.Generator().manual_seed(6)
+    x, feedback = torch.randn(3, 32, 6, 6, generator=g), torch.randn(3, 32, 6, 6, generator=g)
+    torch.testing.assert_close(module(x, feedback), module(torch.cat([x, feedback], dim=1)), rtol=0, atol=0)
+    module.use_window_sums = False
+    torch.testing.assert_close(module(x, feedback), module(torch.cat([x, feedback], dim=1)), rtol=0, atol=0)
+
+
 def _stage(channels, grid, in_channels, in_grid):
     return StageInfo(index=0, module="m", start_module="m", channels=channels, grid=grid, form="map",
                      input_layout="NCHW", input_channels=in_channels, input_grid=in_grid)

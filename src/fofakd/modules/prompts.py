@@ -46,10 +46,11 @@ class _GatedBlock(nn.Sequential):
         super().__init__(*layers)
         self.use_window_sums = se_mode == "bias"
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """The block on its inputs concatenated along the channels."""
         if self.use_window_sums:
-            return bias_mode_block(self, x)
-        return super().forward(x)
+            return bias_mode_block(self, inputs)
+        return super().forward(torch.cat(inputs, dim=1) if len(inputs) > 1 else inputs[0])
 
 
 class FusionBlock(_GatedBlock):
@@ -126,7 +127,7 @@ class AdaptiveFeedbackPrompt(nn.Module):
             feedback = self.feedback_aligner(feedback.to(x.dtype))
             if feedback.shape[-2:] != x.shape[-2:]:  # a detector's batch of another image size than the last
                 feedback = F.interpolate(feedback, size=x.shape[-2:], mode="nearest")
-            fused = self.fusion(torch.cat([x, feedback], dim=1))
+            fused = self.fusion(x, feedback)
         prompt = self.beta.to(x.dtype) * self.prompt(fused)
         if self.training:
             with torch.no_grad():  # diagnostics: how large the prompt is next to the stage input it shifts

@@ -29,7 +29,8 @@ class RegionPatchify(nn.Module):
     """Cuts one stage map into a g x g grid of region tokens of width `dim`.
 
     The map is resized (nearest) up to a multiple of g when needed, then a conv with kernel = stride = patch size
-    turns each region into one token.
+    turns each region into one token. The conv is evaluated as one matrix product over the cut-out patches: the
+    same weights and sums, but on a CPU about 1.3-2.5x faster than the convolution's backward (docs/speed.md).
     """
 
     def __init__(self, channels: int, grid: tuple[int, int], regions_per_side: int, dim: int):
@@ -47,7 +48,16 @@ class RegionPatchify(nn.Module):
             x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False)
         elif self.needs_resize:
             x = F.interpolate(x, size=self.size, mode="nearest")
-        return self.proj(x).flatten(2).transpose(1, 2)
+        batch, channels, height, width = x.shape
+        (ph, pw), (gh, gw) = self.patch, (height // self.patch[0], width // self.patch[1])
+        weight = self.proj.weight
+        if x.is_contiguous():
+            patches = x.reshape(batch, channels, gh, ph, gw, pw).permute(0, 2, 4, 1, 3, 5)
+        else:  # channels-last memory (a token feature laid on its grid): cut patches along whole pixel rows, and
+            # order the (smaller) weight to match
+            patches = x.permute(0, 2, 3, 1).reshape(batch, gh, ph, gw, pw, channels).permute(0, 1, 3, 2, 4, 5)
+            weight = weight.permute(0, 2, 3, 1)
+        return F.linear(patches.reshape(batch, gh * gw, -1), weight.flatten(1), self.proj.bias)
 
 
 class RegionAwareAttention(nn.Module):
