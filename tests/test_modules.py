@@ -34,6 +34,8 @@ def test_patchify_product_equals_its_convolution(grid, size, channels_last):
     expected_input = F.interpolate(x, size=patch.size, mode="bilinear" if size else "nearest") \
         if size or patch.needs_resize else x
     expected = patch.proj(expected_input).flatten(2).transpose(1, 2)
+    patch.as_product = False  # the convolution itself, as the authors call it
+    torch.testing.assert_close(patch(x), expected, rtol=0, atol=0)
     weights = torch.randn_like(out)
     grads = torch.autograd.grad((out * weights).sum(), [x, *patch.parameters()])
     expected_grads = torch.autograd.grad((expected * weights).sum(), [x, *patch.parameters()])

@@ -13,6 +13,7 @@ from .init import init_weights
 
 POS_EMBED_MODES = ("fixed", "reference", "none")
 ENTROPY_SAMPLES = 8  # samples per step the attention-entropy diagnostic is estimated on
+NARROW_PATCH = 4  # patch widths below this are cut from channels-first maps through a channels-last copy
 
 
 def sinusoidal_encoding(positions: int, dim: int) -> torch.Tensor:
@@ -30,7 +31,8 @@ class RegionPatchify(nn.Module):
 
     The map is resized (nearest) up to a multiple of g when needed, then a conv with kernel = stride = patch size
     turns each region into one token. The conv is evaluated as one matrix product over the cut-out patches: the
-    same weights and sums, but on a CPU about 1.3-2.5x faster than the convolution's backward (docs/speed.md).
+    same weights and result, but on a CPU 1.2-2.6x faster forward and backward (docs/speed.md); `as_product = False`
+    calls the convolution instead.
     """
 
     def __init__(self, channels: int, grid: tuple[int, int], regions_per_side: int, dim: int):
@@ -41,6 +43,7 @@ class RegionPatchify(nn.Module):
         self.size = (self.patch[0] * g, self.patch[1] * g)
         self.needs_resize = tuple(grid) != self.size
         self.proj = nn.Conv2d(channels, dim, kernel_size=self.patch, stride=self.patch)
+        self.as_product = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[-2:]) != self.grid:
@@ -48,13 +51,15 @@ class RegionPatchify(nn.Module):
             x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False)
         elif self.needs_resize:
             x = F.interpolate(x, size=self.size, mode="nearest")
+        if not self.as_product:
+            return self.proj(x).flatten(2).transpose(1, 2)
         batch, channels, height, width = x.shape
         (ph, pw), (gh, gw) = self.patch, (height // self.patch[0], width // self.patch[1])
         weight = self.proj.weight
-        if x.is_contiguous():
+        if x.is_contiguous() and pw >= NARROW_PATCH:
             patches = x.reshape(batch, channels, gh, ph, gw, pw).permute(0, 2, 4, 1, 3, 5)
-        else:  # channels-last memory (a token feature laid on its grid): cut patches along whole pixel rows, and
-            # order the (smaller) weight to match
+        else:  # channels-last memory, or patches so narrow that cutting them out of a channels-first map copies a
+            # few floats at a time: cut along whole pixel rows (pw * C floats) and order the weight to match
             patches = x.permute(0, 2, 3, 1).reshape(batch, gh, ph, gw, pw, channels).permute(0, 1, 3, 2, 4, 5)
             weight = weight.permute(0, 2, 3, 1)
         return F.linear(patches.reshape(batch, gh * gw, -1), weight.flatten(1), self.proj.bias)
