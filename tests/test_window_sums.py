@@ -79,7 +79,8 @@ def test_large_maps_take_the_separable_sums(block):
     size = (72, 64)
     assert size[0] * size[1] > window_sums.DENSE_MASK_PIXELS
     module = block(32, "bias")
-    _randomise(module, 0)
+    _randomise(module, 1)  # seed 0 leaves both of the fusion's squeeze-excitation units at relu 0 on this input,
+    # which makes its output independent of x and the comparison blind to the sums
     x = torch.randn(2, 64 if block is FusionBlock else 32, *size, generator=torch.Generator().manual_seed(5))
     assert_shortcut_exact(module, [x])
 
