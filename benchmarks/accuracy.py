@@ -18,19 +18,18 @@ from its own checkpoint when its work folder is still there. The report is writt
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import math
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from regime import RESULTS, Regime, distil, ensure_teacher, load_records
+from regime import geometry as regime_geometry
+
 HERE = Path(__file__).parent
 TEACHER_DIR = HERE / "teachers"
-RESULTS = HERE / "results"
 RECORDS = RESULTS / "accuracy_runs.jsonl"
 
 IMG_SIZE = 32
@@ -80,130 +79,23 @@ VARIANTS = {
 }
 
 
+MATCHED = Regime(name="matched grids", img_size=IMG_SIZE, teachers=TEACHERS, students=STUDENTS,
+                 teacher_recipe=TEACHER_RECIPE, student_recipe=STUDENT_RECIPE, train_images=TRAIN_IMAGES,
+                 min_steps=MIN_STEPS, teacher_dir=TEACHER_DIR, records=RECORDS)
+
+
 def regime() -> dict[str, Any]:
     """Everything that changes a run's result; its hash keys the records, so a changed regime reruns."""
-    return {"teachers": TEACHERS, "teacher_recipe": TEACHER_RECIPE, "students": STUDENTS,
-            "student_recipe": STUDENT_RECIPE, "epochs": EPOCHS}
+    return MATCHED.settings()
 
 
 def regime_hash() -> str:
-    return hashlib.sha1(json.dumps(regime(), sort_keys=True).encode()).hexdigest()[:10]
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def teacher_command(kind: str, out: str) -> str:
-    spec, r = TEACHERS[kind], TEACHER_RECIPE
-    kwargs = " ".join(f"{k}={json.dumps(v).replace(' ', '')}" for k, v in spec["kwargs"].items())
-    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in r.items())
-    return f"fofakd train --model {spec['model']} --model-kwargs {kwargs} --epochs {spec['epochs']} {flags} --out {out}"
-
-
-def ensure_teacher(kind: str, work: Path, retrain: bool) -> Path:
-    """The shipped weights of teacher `kind`, trained (and shipped) first when missing or when asked."""
-    from fofakd.engine.config import build_config
-    from fofakd.engine.classification import run
-
-    index_path = TEACHER_DIR / "teachers.json"
-    index = json.loads(index_path.read_text()) if index_path.is_file() else {}
-    weights = TEACHER_DIR / f"{kind}.safetensors"
-    entry = index.get(kind)
-    fresh = entry and weights.is_file() and entry["model"] == TEACHERS[kind]["model"] \
-        and entry["kwargs"] == TEACHERS[kind]["kwargs"] and entry["epochs"] == TEACHERS[kind]["epochs"]
-    if fresh and not retrain:
-        if sha256(weights) != entry["sha256"]:
-            sys.exit(f"{weights} does not match the SHA-256 in {index_path}; restore it or pass --retrain-teachers.")
-        return weights
-    folder = work / "teachers" / kind
-    spec = TEACHERS[kind]
-    resume = (folder / "checkpoints" / "last.pt").is_file() and not retrain  # a teacher cut short continues
-    run(build_config({**TEACHER_RECIPE, "model": spec["model"], "model_kwargs": spec["kwargs"],
-                      "epochs": spec["epochs"], "out": str(folder), "resume": resume, "overwrite": not resume}),
-        "train")
-    return ship_teacher(kind, folder)
-
-
-def ship_teacher(kind: str, folder: Path) -> Path:
-    """Copy a finished teacher run's weights to benchmarks/teachers/ and record how they were made."""
-    spec, summary = TEACHERS[kind], json.loads((folder / "summary.json").read_text())
-    index_path = TEACHER_DIR / "teachers.json"
-    index = json.loads(index_path.read_text()) if index_path.is_file() else {}
-    weights = TEACHER_DIR / f"{kind}.safetensors"
-    TEACHER_DIR.mkdir(exist_ok=True)
-    shutil.copyfile(folder / "student.safetensors", weights)
-    index[kind] = {**{k: spec[k] for k in ("model", "kwargs", "epochs")}, "recipe": TEACHER_RECIPE,
-                   "command": teacher_command(kind, f"runs/teachers/{kind}"), "test_top1": summary["test_top1"],
-                   "train_time_s": summary["train_time_s"], "sha256": sha256(weights)}
-    index_path.write_text(json.dumps(index, indent=2) + "\n")
-    return weights
+    return MATCHED.hash()
 
 
 def geometry() -> dict[str, Any]:
     """Every stage grid of every teacher and student at the benchmark's input size, and whether the regime holds."""
-    import fofakd
-    from fofakd.features.stages import discover_stages
-
-    def grids(spec: dict[str, Any]) -> tuple[list[list[int]], str]:
-        model = fofakd.create_model(spec["model"], num_classes=10, in_chans=1, img_size=IMG_SIZE, **spec["kwargs"])
-        stages = discover_stages(model, (1, IMG_SIZE, IMG_SIZE))
-        return [list(s.grid) for s in stages], stages[0].form
-
-    out: dict[str, Any] = {"teachers": {}, "students": {}}
-    for kind, spec in TEACHERS.items():
-        g, form = grids(spec)
-        out["teachers"][kind] = {"grids": g, "form": form,
-                                 "ok": min(min(x) for x in g) >= 2 and min(g[0]) >= 7}
-    for kind, spec in STUDENTS.items():
-        g, form = grids(spec)
-        out["students"][kind] = {"grids": g, "form": form, "ok": form != "tokens" or min(min(x) for x in g) >= 7}
-    return out
-
-
-def load_records() -> dict[str, dict[str, Any]]:
-    if not RECORDS.is_file():
-        return {}
-    rows = [json.loads(line) for line in RECORDS.read_text().splitlines() if line.strip()]
-    return {r["key"]: r for r in rows if r["regime"] == regime_hash()}
-
-
-def distil(pair: tuple[str, str], method: str, options: dict, seed: int, label: str, work: Path,
-           records: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """One distillation run (or its record, when it already finished)."""
-    key = f"{pair[0]}->{pair[1]}|{label}|seed{seed}"
-    if key in records:
-        return records[key]
-    from fofakd.engine.config import build_config
-    from fofakd.engine.classification import run
-
-    folder = work / regime_hash() / f"{pair[0]}-{pair[1]}" / "".join(c if c.isalnum() else "_" for c in label) \
-        / f"seed{seed}"
-    teacher, student = TEACHERS[pair[0]], STUDENTS[pair[1]]
-    resume = (folder / "checkpoints" / "last.pt").is_file()
-    summary = run(build_config({
-        **STUDENT_RECIPE, "student": student["model"], "student_kwargs": student["kwargs"],
-        "teacher": teacher["model"], "teacher_kwargs": teacher["kwargs"],
-        "teacher_checkpoint": str(TEACHER_DIR / f"{pair[0]}.safetensors"), "method": method,
-        "method_options": options, "seed": seed, "epochs": EPOCHS, "out": str(folder),
-        # The runs of this regime began before fofakd fused its optimisers; they keep the for-loop, so that one
-        # table holds one implementation (outside the regime hash, which would discard every record).
-        "fused_optimizer": False, "resume": resume, "overwrite": not resume}), "distill")
-    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    record = {"key": key, "regime": regime_hash(), "pair": f"{pair[0]} -> {pair[1]}", "label": label,
-              "method": method, "options": options, "seed": seed, "test_top1": summary["test_top1"],
-              "val_top1": rows[-1]["val_top1"], "train_time_s": summary["train_time_s"],
-              "steps": EPOCHS * STEPS_PER_EPOCH, "extra_parameters": summary["extra_parameters"],
-              "diagnostics": [{k: v for k, v in r.items() if k.startswith(("diag/", "loss")) or k == "epoch"}
-                              for r in rows] if method == "fofa" else []}
-    with open(RECORDS, "a") as f:
-        f.write(json.dumps(record) + "\n")
-    records[key] = record
-    return record
+    return regime_geometry(MATCHED)
 
 
 def main() -> None:
@@ -240,10 +132,10 @@ def main() -> None:
     pairs = [p for p in PAIRS if not args.pairs or f"{p[0]}-{p[1]}" in args.pairs.split(",")]
     for kind in dict.fromkeys(t for t, _ in pairs):
         if not args.report_only:
-            ensure_teacher(kind, work, args.retrain_teachers)
+            ensure_teacher(MATCHED, kind, work, args.retrain_teachers)
     if args.only_teachers:
         return
-    records = load_records()
+    records = load_records(MATCHED)
     start = time.perf_counter()
     for seed in range(args.seeds if not args.report_only else 0):
         jobs = [(pair, method, options, method) for pair in pairs for method, options in METHODS.items()]
@@ -253,7 +145,7 @@ def main() -> None:
         for pair, method, options, label in jobs:
             if args.only and label not in args.only:
                 continue
-            record = distil(pair, method, options, seed, label, work, records)
+            record = distil(MATCHED, pair, method, options, seed, label, work, records)
             print(f"[{(time.perf_counter() - start) / 60:.1f} min] {pair[0]} -> {pair[1]} {label} seed {seed}: "
                   f"test {record['test_top1']:.2f} val {record['val_top1']:.2f}", flush=True)
     write_report(records, geometry(), args)
