@@ -1,10 +1,12 @@
 """A user's own images: `train/` and `val/` class folders (and optionally `test/`), read by workers."""
 from __future__ import annotations
 
+import random
 import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from timm.data import create_transform
@@ -14,6 +16,7 @@ from torchvision.datasets import ImageFolder
 from ..errors import FofakdError
 from .bundle import DataBundle, mixup_hooks
 from .datasets import dataset_stats
+from .loader import epoch_seed
 
 
 def load_rgb(path: str) -> Image.Image | None:
@@ -83,15 +86,29 @@ def _loader(dataset: Any, cfg: Any, batch_size: int, shuffle: bool, classes: int
                          num_workers=cfg.workers, generator=generator, collate_fn=collate_skipping,
                          pin_memory=torch.device(device).type == "cuda")
     # Random erasing already ran in the transform; only mixup and cutmix work on whole batches.
-    return FolderLoader(batches, device, list(mixup_hooks(cfg, classes)) if shuffle else None)
+    return FolderLoader(batches, device, list(mixup_hooks(cfg, classes)) if shuffle else None, cfg.seed, rank)
 
 
 class FolderLoader:
     """A DataLoader whose batches are moved to `device` and passed through the batch hooks (mixup, cutmix)."""
 
-    def __init__(self, loader: DataLoader, device: torch.device | str, hooks: list | None = None):
+    def __init__(self, loader: DataLoader, device: torch.device | str, hooks: list | None = None, seed: int = 0,
+                 rank: int = 0):
         self.loader, self.device, self.hooks = loader, torch.device(device), hooks or []
         self.sampler, self.generator = loader.sampler, loader.generator
+        self.seed, self.rank = seed, rank
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the epoch's batches depend only on the seed and the epoch, so that a resumed run repeats them."""
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+        self.generator.manual_seed(self.seed * 1000 + epoch)  # the shuffle order and the workers' base seeds
+        if self.loader.num_workers == 0:
+            # Without workers, timm's crops and erasing draw from this process's Python and numpy generators,
+            # which nothing else seeds (workers seed their own from the base seed).
+            seed = epoch_seed(self.seed, epoch, self.rank)
+            random.seed(seed)
+            np.random.seed(seed)
 
     def __len__(self) -> int:
         return len(self.loader)

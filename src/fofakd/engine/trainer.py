@@ -176,6 +176,10 @@ class Trainer:
     def _train_epoch(self) -> dict[str, float]:
         cfg, loader = self.cfg, self.task.train_loader
         self.model.train()
+        if self.pending_rng is not None and self.epoch_step == 0:
+            # Saved at an epoch's end: restored where it was saved, before the next epoch seeds its loader.
+            set_rng_state(self.pending_rng)
+            self.pending_rng = None
         self._set_epoch(loader, self.epoch)
         sums: dict[str, float] = dict(self.partial["sums"])
         samples, before = self.partial["samples"], self.partial["elapsed"]
