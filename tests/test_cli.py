@@ -24,9 +24,10 @@ def test_methods_lists_every_method_with_its_options():
     assert set(lines) >= {"scratch (classification, detection)", "kd (classification, detection)",
                           "dkd (classification, detection)", "dist (classification, detection)",
                           "fitnet (classification, detection)", "ofa (classification)", "rkd (classification)",
-                          "crd (classification)", "fofa (classification, detection)"}
+                          "crd (classification)", "rsd (classification)", "fofa (classification, detection)"}
     assert "se_mode='bias'" in lines["fofa (classification, detection)"]
     assert "gamma=1.0" in lines["ofa (classification)"]
+    assert "rsd_weight=0.1" in lines["rsd (classification)"] and "kappa=0.01" in lines["rsd (classification)"]
 
 
 def test_stages_prints_the_discovered_stages():

@@ -257,7 +257,7 @@ def test_detection_fofa_explains_what_it_needs():
                                   build_detector("resnet10t", 4, min_size=64, max_size=64))
     with pytest.raises(FofakdError, match="not known"):
         build_detection_distiller("dkdd", _tiny("resnet10t"), _tiny("resnet10t"))
-    for method in ("ofa", "crd", "rkd"):  # exit branches and pooled embeddings have no detection counterpart
+    for method in ("ofa", "crd", "rkd", "rsd"):  # exit branches, pooled embeddings: no detection counterpart
         with pytest.raises(FofakdError, match=f"method '{method}' needs what only classification models give.*"
                                               "use one of dist, dkd, fitnet, fofa, kd, scratch"):
             build_detection_distiller(method, _tiny("resnet10t"), _tiny("resnet10t"))

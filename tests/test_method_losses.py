@@ -9,6 +9,7 @@ from fofakd.methods.dkd import dkd_parts
 from fofakd.methods.losses import kd_loss
 from fofakd.methods.ofa import ofa_loss
 from fofakd.methods.rkd import rkd_angle, rkd_distance
+from fofakd.methods.rsd import RSDProjector, rsd_loss
 
 
 @pytest.mark.parametrize("temperature", [1.0, 4.0])
@@ -61,3 +62,38 @@ def test_rkd_distance_direct():
     ds = torch.tensor([[0, 5, 4], [5, 0, 3], [4, 3, 0]]) / 4.0
     dt = torch.tensor([[0, 1, 2], [1, 0, 1], [2, 1, 0]]) / (4.0 / 3.0)
     assert rkd_distance(s, t).item() == pytest.approx(F.smooth_l1_loss(ds, dt).item(), rel=1e-5)
+
+
+def test_rsd_loss_direct():
+    # Standardise each column over the batch with numpy, form C = z_t^T z_s / B, sum (C_ii - 1)^2 on the diagonal
+    # and kappa * C_ij^2 off it, element by element.
+    rng = np.random.default_rng(0)
+    student, teacher = rng.normal(size=(6, 4)) * 3 + 1, rng.normal(size=(6, 4))
+    zs = (student - student.mean(0)) / (student.std(0) + 1e-5)
+    zt = (teacher - teacher.mean(0)) / (teacher.std(0) + 1e-5)
+    c = zt.T @ zs / 6
+    expected = sum((c[i, j] - 1) ** 2 if i == j else 0.05 * c[i, j] ** 2 for i in range(4) for j in range(4))
+    got = rsd_loss(torch.tensor(student, dtype=torch.float32), torch.tensor(teacher, dtype=torch.float32), 0.05)
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_rsd_loss_ignores_scale_and_shift_and_is_zero_for_whitened_copies():
+    torch.manual_seed(0)
+    student, teacher = torch.randn(32, 8), torch.randn(32, 8)
+    base = rsd_loss(student, teacher, 0.01)
+    assert rsd_loss(student * 5 - 2, teacher * 0.1 + 3, 0.01).item() == pytest.approx(base.item(), rel=1e-4)
+    # Orthonormal columns of a centred matrix, scaled to unit (biased) variance: C = I for a copy, loss 0 but for eps.
+    x = torch.randn(32, 8, dtype=torch.float64)
+    white = torch.linalg.qr(x - x.mean(0))[0] * 32**0.5
+    assert rsd_loss(white, white, 0.01).item() < 1e-3 < base.item()
+
+
+def test_rsd_projector_layout():
+    torch.manual_seed(0)
+    projector = RSDProjector(64, 32, gamma=2)
+    kinds = [type(m).__name__ for m in projector]
+    assert kinds == ["Linear", "BatchNorm1d", "GELU", "Linear"]
+    assert (projector[0].in_features, projector[0].out_features, projector[3].out_features) == (64, 128, 32)
+    assert projector[0].bias is None and projector[3].bias is None
+    assert projector[0].weight.std().item() == pytest.approx(0.02, rel=0.05)  # the authors' trunc-normal(0.02)
+    assert torch.equal(projector[1].weight, torch.ones(128)) and torch.equal(projector[1].bias, torch.zeros(128))

@@ -83,3 +83,23 @@ def test_the_method_catalogue_matches_the_registry():
     from fofakd.methods.catalogue import live_catalogue
 
     assert load_catalogue() == live_catalogue(), "regenerate it: python -m fofakd.methods.catalogue"
+
+
+def test_fitnet_kd_weight_adds_the_fofa_authors_kd_term():
+    torch.manual_seed(0)
+    teacher, student = make_model("resnet18"), make_model("deit_tiny_patch16_224")
+    x, y = _batch()
+    plain = fofakd.build_distiller("fitnet", teacher=teacher, student=student, input_size=INPUT_SIZE).train()
+    assert "loss_kd" not in plain(x, y)  # the default is OFA's FitNet: no KD term
+    with_kd = fofakd.build_distiller("fitnet", teacher=teacher, student=student, input_size=INPUT_SIZE,
+                                     kd_weight=0.5, temperature=2.0).train()
+    with_kd.projectors.load_state_dict(plain.projectors.state_dict())
+    out = with_kd(x, y)
+    with torch.no_grad():
+        zt = teacher(x)
+    # T^2 KL(softmax(z_T / T) || softmax(z_S / T)), batch mean, from the softmaxes directly
+    p_t, p_s = torch.softmax(zt.double() / 2, dim=1), torch.softmax(out["logits"].double() / 2, dim=1)
+    expected = 4 * (p_t * (p_t.log() - p_s.log())).sum(dim=1).mean()
+    assert out["loss_kd"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert out["loss"].item() == pytest.approx((out["loss_ce"] + out["loss_fd"] + 0.5 * out["loss_kd"]).item(),
+                                               rel=1e-6)

@@ -136,3 +136,27 @@ def test_batch_larger_than_the_data_is_an_error(tmp_path, capsys):
     assert main(["train", "--model", "resnet10t", "--train-subset", "50", "--batch-size", "64",
                  "--out", str(tmp_path / "r")]) == 2
     assert "larger than the 50 training images" in capsys.readouterr().err
+
+
+def test_rsd_resumes_bit_for_bit_exports_and_evaluates(teacher_run, tmp_path, capsys):
+    common = ["distill", "--teacher-checkpoint", str(teacher_run), "--method", "rsd", *STUDENT[:5], *SMALL,
+              "--method-options", "kappa=0.02"]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert main([*common, "--out", str(whole)]) == 0
+    assert main([*common, "--out", str(parts), "--stop-after", "1"]) == 0
+    assert main([*common, "--out", str(parts), "--resume"]) == 0
+    last_a = torch.load(whole / "checkpoints" / "last.pt", weights_only=True)["distiller"]
+    last_b = torch.load(parts / "checkpoints" / "last.pt", weights_only=True)["distiller"]
+    projector = [k for k in last_a if k.startswith("projector.")]
+    assert projector and all(torch.equal(last_a[k], last_b[k]) for k in last_a)
+    assert _without_times(_metrics(whole)) == _without_times(_metrics(parts))
+    assert {"loss_ce", "loss_rsd"} <= set(_metrics(whole)[-1]) and "loss_kd" not in _metrics(whole)[-1]
+    summary = json.loads((whole / "summary.json").read_text())
+    assert summary["extra_parameters"] == sum(last_a[k].numel() for k in projector if not k.endswith(
+        ("running_mean", "running_var", "num_batches_tracked")))
+    keys = load_file(str(whole / "student.safetensors")).keys()
+    assert keys == fofakd.create_model("deit_tiny_patch16_224", 10, in_chans=1, img_size=28, patch_size=4,
+                                       depth=4).state_dict().keys()
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(whole), "--subset", "64"]) == 0
+    assert json.loads(capsys.readouterr().out)["top1"] == pytest.approx(summary["test_top1"])

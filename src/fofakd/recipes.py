@@ -45,6 +45,7 @@ METHOD_OPTIONS = {
     "kd": {"kd_weight": 1.0, "temperature": 1.0},
     "fitnet": {"fd_weight": 1.0},
     "ofa": {"gamma": 1.0, "temperature": 1.0, "ofa_weight": 1.0, "final_weight": 1.0},
+    "rsd": {"rsd_weight": 0.1, "kappa": 0.01, "gamma": 2},
     "fofa": {"num_queries": 64, "dim": 512, "heads": 8, "preset": "fofakd", "se_mode": "bias", "kd_weight": 1.0,
              "fd_weight": 1.0, "reg_weight": 1.0, "temperature": 1.0},
 }

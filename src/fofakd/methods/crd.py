@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..features.stages import embedding_dim, forward_embedding
 from .base import Distiller, LossParts
 from .registry import register_method
 
@@ -54,8 +53,9 @@ class CRD(Distiller):
     ):
         super().__init__(teacher, student, input_size, **base_options)
         self.temperature, self.crd_weight = temperature, crd_weight
-        self.embed_student = nn.Linear(embedding_dim(self.student, self.input_size), feat_dim)
-        self.embed_teacher = nn.Linear(embedding_dim(self.teacher, self.input_size), feat_dim)
+        teacher_dim, student_dim = self.source.embedding_dims()
+        self.embed_student = nn.Linear(student_dim, feat_dim)
+        self.embed_teacher = nn.Linear(teacher_dim, feat_dim)
         self.register_buffer("queue_student", F.normalize(torch.randn(num_negatives, feat_dim), dim=1))
         self.register_buffer("queue_teacher", F.normalize(torch.randn(num_negatives, feat_dim), dim=1))
         self.register_buffer("queue_position", torch.zeros((), dtype=torch.long))
@@ -71,9 +71,9 @@ class CRD(Distiller):
         self.queue_position = (self.queue_position + len(student)) % size
 
     def distill(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, LossParts]:
-        logits, embedding = forward_embedding(self.student, images)
+        logits, embedding = self.source.student_embedding(images)
         with torch.no_grad():
-            _, teacher_embedding = forward_embedding(self.teacher, images)
+            _, teacher_embedding = self.source.teacher_embedding(images)
         zs = F.normalize(self.embed_student(embedding).float(), dim=1)
         zt = F.normalize(self.embed_teacher(teacher_embedding).float(), dim=1)
         loss = info_nce(zs, zt, self.queue_teacher, self.temperature) + info_nce(

@@ -11,12 +11,13 @@ from ..features.layout import to_map
 from ..features.stages import stage_positions
 from ..modules.projectors import FeatureProjector
 from .base import Distiller, LossParts
+from .losses import kd_loss
 from .registry import register_method
 
 
 @register_method("fitnet")
 class FitNet(Distiller):
-    """`ce_weight * CE + fd_weight * sum_i MSE(P_i(S_i), T_i)` over chosen stages.
+    """`ce_weight * CE + fd_weight * sum_i MSE(P_i(S_i), T_i) [+ kd_weight * KD]` over chosen stages.
 
     Each projector maps a student stage (map or tokens, laid out as a map) onto the teacher feature's grid and
     channels; token features are compared as maps on their grid, which is the same MSE. On a detector the stages
@@ -28,6 +29,9 @@ class FitNet(Distiller):
         input_size: (C, H, W) of the training inputs.
         stages: Stage positions (0-based, of the 4) to distil; None = all.
         fd_weight: Weight of the feature loss.
+        kd_weight: Weight of a Hinton KD term on the logits; 0 (the default) leaves it out, as OFA's FitNet does.
+            The FOFA authors' FitNet baseline adds it with weight 1.
+        temperature: Softmax temperature of that KD term.
         **base_options: `ce_weight` and `label_smoothing` of the task loss (see `Distiller`).
         teacher_stages: Teacher feature indices overriding the defaults.
         student_stages: Student feature indices overriding the defaults.
@@ -41,12 +45,14 @@ class FitNet(Distiller):
         *,
         stages: Sequence[int] | None = None,
         fd_weight: float = 1.0,
+        kd_weight: float = 0.0,
+        temperature: float = 1.0,
         teacher_stages: Sequence[int] | None = None,
         student_stages: Sequence[int] | None = None,
         **base_options: Any,
     ):
         super().__init__(teacher, student, input_size, **base_options)
-        self.fd_weight = fd_weight
+        self.fd_weight, self.kd_weight, self.temperature = fd_weight, kd_weight, temperature
         self.teacher_stages, self.student_stages = self.discover_pair_stages(teacher_stages, student_stages)
         self.positions = stage_positions(stages, len(self.student_stages))
         self.projectors = nn.ModuleDict({
@@ -60,10 +66,13 @@ class FitNet(Distiller):
     def distill(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, LossParts]:
         logits, student_feats = self.source.student_forward(images, targets, self.student_stages)
         with torch.no_grad():
-            _, teacher_feats = self.source.teacher_forward(images, self.teacher_stages)
+            teacher_logits, teacher_feats = self.source.teacher_forward(images, self.teacher_stages)
         loss = 0.0
         for p in self.positions:
             target = to_map(teacher_feats[p], self.teacher_stages[p].grid).float()
             student = to_map(student_feats[p], self.student_stages[p].grid)
             loss = loss + F.mse_loss(self.projectors[str(p)](student, target.shape[-2:]).float(), target)
-        return logits, {"loss_fd": (self.fd_weight, loss)}
+        parts = {"loss_fd": (self.fd_weight, loss)}
+        if self.kd_weight:
+            parts["loss_kd"] = (self.kd_weight, kd_loss(logits, teacher_logits, self.temperature))
+        return logits, parts

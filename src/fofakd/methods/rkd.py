@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..features.stages import forward_embedding
 from .base import Distiller, LossParts
 from .registry import register_method
 
@@ -68,9 +67,9 @@ class RKD(Distiller):
         self.distance_weight, self.angle_weight = distance_weight, angle_weight
 
     def distill(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, LossParts]:
-        logits, embedding = forward_embedding(self.student, images)
+        logits, embedding = self.source.student_embedding(images)
         with torch.no_grad():
-            _, teacher_embedding = forward_embedding(self.teacher, images)
+            _, teacher_embedding = self.source.teacher_embedding(images)
         return logits, {
             "loss_rkd_distance": (self.distance_weight, rkd_distance(embedding, teacher_embedding)),
             "loss_rkd_angle": (self.angle_weight, rkd_angle(embedding, teacher_embedding)),

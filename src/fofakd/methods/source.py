@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import FofakdError
-from ..features.stages import ModelStages, discover_stages, forward_stages
+from ..features.stages import ModelStages, discover_stages, embedding_dim, forward_embedding, forward_stages
 from .losses import task_loss
 
 LossParts = dict[str, tuple[float, torch.Tensor]]
@@ -63,6 +63,18 @@ class FeatureSource:
         """The teacher's logits for the same samples as the student's."""
         raise NotImplementedError
 
+    def embedding_dims(self) -> tuple[int, int]:
+        """Widths of the teacher's and the student's pooled pre-logits embeddings."""
+        raise NotImplementedError
+
+    def student_embedding(self, images: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """The student's logits and its pooled pre-logits embedding, in one pass, with autograd."""
+        raise NotImplementedError
+
+    def teacher_embedding(self, images: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """The teacher's logits and its pooled pre-logits embedding (the caller decides on autograd)."""
+        raise NotImplementedError
+
     def logit_targets(self, targets: Any) -> torch.Tensor:
         """The labels of the logits' rows."""
         raise NotImplementedError
@@ -104,6 +116,15 @@ class ClassifierSource(FeatureSource):
 
     def teacher_logits(self, images: torch.Tensor) -> torch.Tensor:
         return self.teacher(images)
+
+    def embedding_dims(self) -> tuple[int, int]:
+        return embedding_dim(self.teacher, self.input_size), embedding_dim(self.student, self.input_size)
+
+    def student_embedding(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return forward_embedding(self.student, images)
+
+    def teacher_embedding(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return forward_embedding(self.teacher, images)
 
     def logit_targets(self, targets: torch.Tensor) -> torch.Tensor:
         return targets
