@@ -117,6 +117,46 @@ def _cmd_export(args: argparse.Namespace) -> None:
                                     fold_normalisation=args.fold_normalisation)))
 
 
+def _cmd_compare(args: argparse.Namespace) -> None:
+    from .compare import comparison_from_args
+    from .compare.plan import check_settings
+
+    comparison = comparison_from_args(args)
+    if args.plan:
+        from .compare.runner import run_state, shown_command, timed_steps
+
+        timing = timed_steps(comparison)
+        total = 0.0
+        for method, seed in comparison.runs():
+            state = run_state(comparison, method, seed)
+            seconds = 0.0 if state == "done" else timing[method]["step_s"] * timing[method]["steps"]
+            total += seconds
+            print(f"{method}/seed{seed} [{state}, ~{seconds:.0f} s]: {shown_command(comparison, method, seed)}")
+        print(f"predicted: {total / 60 / comparison.parallel:.1f} min of training, {comparison.parallel} run(s) at a "
+              "time, from 3 timed steps of each method (evaluation not counted); nothing was started.")
+        return
+    import threading
+
+    from .compare.report import write
+    from .compare.runner import execute
+
+    check_settings(comparison)
+    lock = threading.Lock()
+
+    def report() -> None:
+        with lock:
+            write(comparison)
+
+    failures = execute(comparison, report)
+    results = write(comparison)
+    if results:
+        print(f"compare: {results['recommendation']['text']}")
+        print(f"report: {comparison.out / 'report.md'}")
+    if failures:
+        raise FofakdError(f"{len(failures)} of {len(comparison.runs())} runs failed ({', '.join(failures)}); the "
+                          "others are reported. Fix the cause and run the same command again to make them.")
+
+
 def _cmd_recipes(args: argparse.Namespace) -> None:
     import os
 
@@ -181,6 +221,18 @@ def build_parser() -> argparse.ArgumentParser:
     attention.add_argument("--out", required=True, help="PNG file to write")
     attention.add_argument("--images", type=int, default=4, help="how many test images (default 4)")
     attention.set_defaults(func=_cmd_attention)
+
+    compare = sub.add_parser("compare", help="several methods on one teacher, student and data over paired seeds, "
+                                            "with a report and a recommendation")
+    add_config_arguments(compare, "distill")
+    compare.add_argument("--methods", help="methods to compare, comma-separated (e.g. scratch,kd,fitnet,fofa)")
+    compare.add_argument("--seeds", type=int, help="seeds per method, 0 .. N-1 (default 3)")
+    compare.add_argument("--reference", help="the method the others are compared with (default: best on validation)")
+    compare.add_argument("--parallel", type=int, help="runs at a time: one process each, one GPU each where there "
+                                                      "are GPUs, else the CPU threads split between them (default 1)")
+    compare.add_argument("--plan", action="store_true", help="print the runs, their commands and a predicted time; "
+                                                             "start nothing")
+    compare.set_defaults(func=_cmd_compare)
 
     recipes = sub.add_parser("recipes", help="list the paper's recipe configs and the commands that run them")
     recipes.add_argument("match", nargs="?", help="only recipes whose path contains this (e.g. imagenet/convnext_t)")

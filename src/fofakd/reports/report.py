@@ -153,7 +153,7 @@ def default_title(runs: list[dict[str, Any]]) -> str:
 
 
 def write_report(run_dirs: list[str | Path], out: str | Path, title: str | None = None,
-                 notes: str = "") -> dict[str, Any]:
+                 notes: str = "", show_table: bool = True) -> dict[str, Any]:
     """report.md, results.json, curves.png and accuracy.png in `out` for the given runs (the title, when not
     given, says which methods, student, teacher and data)."""
     if not run_dirs:
@@ -169,7 +169,7 @@ def write_report(run_dirs: list[str | Path], out: str | Path, title: str | None 
     results = {"title": title, "table": table, "runs": [{k: r[k] for k in ("path", "label", "summary")} for r in runs]}
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "report.md").write_text(
-        f"# {title}\n\n{notes}\n\n{markdown_table(table)}\n\n![accuracy](accuracy.png)\n\n"
+        f"# {title}\n\n{notes}\n\n{markdown_table(table) if show_table else ''}\n\n![accuracy](accuracy.png)\n\n"
         "Validation top-1 and loss parts per epoch:\n\n![curves](curves.png)\n"
         + ("\nFOFA's internals per epoch (beta, prompt size, feature loss and feedback per stage, RAA attention "
            "entropy):\n\n![diagnostics](diagnostics.png)\n" if diagnostics else "")
