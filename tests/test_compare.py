@@ -42,6 +42,7 @@ def _compare(teacher, out, *extra):
             *extra]
 
 
+@pytest.mark.slow
 def test_a_seed_gives_every_method_the_same_student_and_data_order(teacher, tmp_path):
     from fofakd.compare.plan import Comparison
     from fofakd.engine.classification import ClassificationTask
@@ -67,6 +68,7 @@ def test_a_seed_gives_every_method_the_same_student_and_data_order(teacher, tmp_
     assert not all(torch.equal(v, built["scratch", 1][0][k]) for k, v in built["scratch", 0][0].items())
 
 
+@pytest.mark.slow
 def test_compare_reports_skips_finished_runs_and_refuses_a_changed_setting(teacher, tmp_path, capsys):
     out = tmp_path / "cmp"
     assert main(_compare(teacher, out, "--methods", "scratch,kd", "--seeds", "2")) == 0
@@ -92,6 +94,7 @@ def test_compare_reports_skips_finished_runs_and_refuses_a_changed_setting(teach
     assert "lr 0.002, not 0.01" in err and err.count("\n") == 1 and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_a_failed_run_is_reported_and_the_others_go_on(teacher, tmp_path, capsys):
     out = tmp_path / "cmp"
     code = main(_compare(teacher, out, "--methods", "kd,fofa", "--seeds", "1", "--method-options",
@@ -144,6 +147,7 @@ def test_parallel_two_runs_at_a_time(teacher, tmp_path):
         assert (out / ".compare" / f"{method}-seed0.log").read_text().count("test top-1") == 1
 
 
+@pytest.mark.slow
 def test_plan_prints_every_run_and_a_prediction_and_starts_nothing(teacher, tmp_path, capsys):
     out = tmp_path / "cmp"
     assert main(_compare(teacher, out, "--methods", "kd,fofa", "--seeds", "2", "--method-options", "fofa:dim=64",

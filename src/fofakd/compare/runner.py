@@ -129,8 +129,9 @@ def execute(comparison: Comparison, on_change: Callable[[], None], echo: Callabl
             echo(f"compare: done {name} in {durations[-1] / 60:.1f} min")
         finished = len(durations) + len(failures)
         left = len(todo) - finished
-        eta = (sum(durations) / len(durations) * left / comparison.parallel / 60) if durations else float("nan")
-        echo(f"compare: {finished}/{len(todo)} runs of this invocation finished, about {eta:.0f} min left "
+        eta = (f"about {sum(durations) / len(durations) * left / comparison.parallel / 60:.0f} min left"
+               if durations else "time left unknown until a run finishes")
+        echo(f"compare: {finished}/{len(todo)} runs of this invocation finished, {eta} "
              f"(elapsed {(time.perf_counter() - start) / 60:.1f} min)")
         on_change()
 
