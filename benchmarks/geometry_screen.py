@@ -16,7 +16,8 @@ the CNN teachers' are finer:
 The screen is one seed, decided on validation. Its cells, in the order they run:
 1. ResNet -> ViT and ConvNeXt -> ViT, paper-like geometry, today's steps: scratch, kd, fitnet, fofa;
 2. in the paper-like geometry on ResNet -> ViT: FOFA and KD with the authors' clipping at 5, FOFA at the authors'
-   RAA width 512, and the ladder (features only, + RAA, + AFP without feedback, full FOFA);
+   RAA width 512, the ladder (features only, + RAA, + AFP without feedback, full FOFA), RSD, and FitNet with the
+   FOFA authors' KD term;
 3. ResNet -> ViT with 4x the steps in both geometries: scratch, kd, fitnet, fofa (today's records serve the
    matched geometry at today's steps);
 4. ViT -> CNN, paper-like geometry, today's steps: scratch, kd, fitnet, fofa.
@@ -76,6 +77,8 @@ EXTRAS = [
     ("kd, clip 5", "kd", {}, CLIP),
     ("fofa, width 512", "fofa", {**FOFA, "dim": 512}, None),
     *[(name, "fofa", options, None) for name, options in bench.VARIANTS.items() if name in bench.LADDER[:-1]],
+    ("rsd", "rsd", {}, None),
+    ("fitnet + kd (the FOFA authors' FitNet)", "fitnet", {"kd_weight": 1.0}, None),
 ]
 
 
