@@ -213,16 +213,26 @@ def test_two_training_steps_match_the_authors(case, use_window_sums):
         return torch.stack([p.grad.pow(2).sum() for n, p in distiller.named_parameters()
                             if n.startswith(prefix) and p.grad is not None]).sum().sqrt().item()
 
-    grad_tolerance = 1e-5 if not use_window_sums else 1e-4
     for step in range(2):
+        # The second step starts from weights the first SGD step moved. On a CPU whose kernels round differently
+        # from the one the fixture was made on (an AMD EPYC), step 0 still agrees to 1e-5, but step 1 differs by up
+        # to 8e-5 in the losses and 4e-4 in the Swin case's student gradient norm (batch 2: BatchNorm over two
+        # samples amplifies the rounding), so those are held to 1e-3 there. The feedback shows in the prompts'
+        # gradient: zeroing it before step 1 moves that norm by 2e-4 (ResNet -> DeiT), 1.9e-3 (DeiT -> ResNet) and
+        # 7.4e-4 (Swin, whose rounding alone reaches 2.6e-4), so it is held to 1e-4, and 5e-4 for Swin.
+        rel = 1e-5 if step == 0 else 1e-3
+        if step == 0:
+            grad_tolerance = 1e-5 if not use_window_sums else 1e-4
+        else:
+            grad_tolerance = 5e-4 if case == "swin_cnn" else 1e-4
         out = distiller(_get(case, "in", f"images{step}"), _get(case, "in", f"labels{step}"))
         optimizer.zero_grad()
         out["loss"].backward()
         for part in ("loss_ce", "loss_kd", "loss_fd", "loss_reg"):
             expected = _get(case, "out", f"{part}{step}").item()
-            assert out[part].item() == pytest.approx(expected, rel=1e-5, abs=1e-7), (step, part)
+            assert out[part].item() == pytest.approx(expected, rel=rel, abs=1e-7), (step, part)
         expected = _get(case, "out", f"grad_student{step}").item()
-        assert grad_norm("student.") == pytest.approx(expected, rel=1e-5), step
+        assert grad_norm("student.") == pytest.approx(expected, rel=rel), step
         expected = _get(case, "out", f"grad_prompts{step}").item()
         assert grad_norm("prompts.") == pytest.approx(expected, rel=grad_tolerance), step
         optimizer.step()
