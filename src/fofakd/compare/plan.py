@@ -127,14 +127,10 @@ def comparison_from_args(args: argparse.Namespace) -> Comparison:
     yaml_method_options = _yaml_method_options(file_values.pop("method_options", {}) or {}, methods)
     cli_method_options = split_method_options(parse_key_values(given.pop("method_options", []) or []), methods)
     method_options = {m: {**yaml_method_options[m], **cli_method_options[m]} for m in methods}
-    for key in ("method", "seed", "resume", "overwrite"):
-        file_values.pop(key, None)
-    options = {**file_values, **{k: v for k, v in given.items() if k not in PER_RUN}}
+    options = {k: v for k, v in {**file_values, **given}.items() if k not in PER_RUN}
     out = given.get("out") or file_values.get("out") or getattr(args, "run_dir", None)
     if not out:
         raise FofakdError("fofakd compare needs a folder for its runs: pass --out DIR.")
-    options.pop("out", None)
-    options.pop("stop_after", None)
     seeds, parallel = int(compare.get("seeds", 3)), int(compare.get("parallel", 1))
     if seeds < 1 or parallel < 1:
         raise FofakdError("--seeds and --parallel must be at least 1.")
