@@ -1,4 +1,5 @@
 """Loaders: validation carving, sharding, seeded augmentation, mixup targets, image folders."""
+import pytest
 import torch
 from PIL import Image
 
@@ -129,6 +130,7 @@ def test_recipe_options_run_in_bf16(tmp_path):
     assert json.loads((out / "summary.json").read_text())["weights"] == "ema"
 
 
+@pytest.mark.slow
 def test_image_folder_run_repeats_and_resumes_exactly(tmp_path):
     # Noise images, so that timm's random crops and flips change what the model sees; without workers they draw
     # from this process's Python generator, which fofakd must seed per epoch (and restore on resume).

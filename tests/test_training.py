@@ -138,6 +138,7 @@ def test_batch_larger_than_the_data_is_an_error(tmp_path, capsys):
     assert "larger than the 50 training images" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_rsd_resumes_bit_for_bit_exports_and_evaluates(teacher_run, tmp_path, capsys):
     common = ["distill", "--teacher-checkpoint", str(teacher_run), "--method", "rsd", *STUDENT[:5], *SMALL,
               "--method-options", "kappa=0.02"]
