@@ -12,7 +12,9 @@ import yaml
 from PIL import Image
 from safetensors.torch import load_file
 
+from cli_checks import fails_cleanly
 from fofakd.cli import main
+from fofakd.engine.run_dir import MARKER
 
 SMALL = ["--train-subset", "120", "--val-subset", "64", "--test-subset", "64", "--batch-size", "32",
          "--eval-batch-size", "64", "--epochs", "2", "--lr", "0.002"]  # 4 steps per epoch, the last of 24 images
@@ -71,16 +73,8 @@ def test_killed_run_resumes_to_the_same_end(teacher, reference, tmp_path, fault,
     assert _metrics(out) == _metrics(reference)
 
 
-def _fails_cleanly(args, capsys, message):
-    assert main(args) == 2
-    err = capsys.readouterr().err.strip()
-    assert message in err, err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err
-    return err
-
-
 def test_missing_data_dir(tmp_path, capsys):
-    _fails_cleanly(["train", "--model", "resnet10t", "--data-dir", str(tmp_path / "none"), "--out",
+    fails_cleanly(["train", "--model", "resnet10t", "--data-dir", str(tmp_path / "none"), "--out",
                     str(tmp_path / "r")], capsys, "does not exist")
 
 
@@ -99,7 +93,7 @@ def _image_folder(root, corrupt=False, empty_class=False):
 
 def test_empty_class_folder(tmp_path, capsys):
     _image_folder(tmp_path / "data", empty_class=True)
-    _fails_cleanly(["train", "--model", "resnet10t", "--data", "imagefolder", "--data-dir", str(tmp_path / "data"),
+    fails_cleanly(["train", "--model", "resnet10t", "--data", "imagefolder", "--data-dir", str(tmp_path / "data"),
                     "--out", str(tmp_path / "r")], capsys, "is empty")
 
 
@@ -117,7 +111,7 @@ def test_a_one_class_folder_is_refused(tmp_path, capsys):
     for split in ("train", "val"):
         (tmp_path / "data" / split / "only").mkdir(parents=True)
         Image.new("RGB", (8, 8)).save(tmp_path / "data" / split / "only" / "0.png")
-    _fails_cleanly(["train", "--model", "resnet10t", "--data", "imagefolder", "--data-dir", str(tmp_path / "data"),
+    fails_cleanly(["train", "--model", "resnet10t", "--data", "imagefolder", "--data-dir", str(tmp_path / "data"),
                     "--out", str(tmp_path / "r")], capsys, "has one class folder ('only'); a classifier needs")
 
 
@@ -139,22 +133,22 @@ def test_eval_of_a_folder_run_finds_its_images_and_names_the_split(tmp_path, cap
     (["--model", "resnet10t", "--train-subset", "50", "--batch-size", "64"], "larger than the 50 training images"),
 ])
 def test_bad_train_arguments(tmp_path, capsys, args, message):
-    _fails_cleanly(["train", *args, "--out", str(tmp_path / "r")], capsys, message)
+    fails_cleanly(["train", *args, "--out", str(tmp_path / "r")], capsys, message)
 
 
 def test_unknown_method(teacher, tmp_path, capsys):
-    _fails_cleanly(["distill", "--teacher-checkpoint", str(teacher), "--student", "resnet10t", "--method", "fitnets",
+    fails_cleanly(["distill", "--teacher-checkpoint", str(teacher), "--student", "resnet10t", "--method", "fitnets",
                     "--out", str(tmp_path / "r"), *SMALL], capsys, "did you mean fitnet")
 
 
 def test_teacher_checkpoint_that_does_not_fit(teacher, tmp_path, capsys):
-    _fails_cleanly(["distill", "--teacher-checkpoint", str(teacher / "student.safetensors"), "--teacher", "resnet18",
+    fails_cleanly(["distill", "--teacher-checkpoint", str(teacher / "student.safetensors"), "--teacher", "resnet18",
                     "--student", "resnet10t", "--out", str(tmp_path / "r"), *SMALL], capsys, "does not fit")
     ten_classes = torch.load(teacher / "checkpoints" / "last.pt", weights_only=True)["distiller"]
     state = {k[len("student."):]: v for k, v in ten_classes.items() if k.startswith("student.")}
     state["fc.weight"], state["fc.bias"] = state["fc.weight"][:5], state["fc.bias"][:5]
     torch.save(state, tmp_path / "five.pth")
-    _fails_cleanly(["distill", "--teacher-checkpoint", str(tmp_path / "five.pth"), "--teacher", "resnet10t",
+    fails_cleanly(["distill", "--teacher-checkpoint", str(tmp_path / "five.pth"), "--teacher", "resnet10t",
                     "--student", "resnet10t", "--out", str(tmp_path / "r2"), *SMALL], capsys, "5-class classifier")
 
 
@@ -163,7 +157,7 @@ def test_pickled_code_in_a_teacher_checkpoint_is_never_run(tmp_path, capsys):
     script = ("import os, torch\nclass Evil:\n    def __reduce__(self): return (os.system, ('touch " + str(marker)
               + "',))\ntorch.save({'state_dict': Evil()}, '" + str(tmp_path / "evil.pth") + "')\n")
     subprocess.run([sys.executable, "-c", script], check=True)
-    _fails_cleanly(["distill", "--teacher-checkpoint", str(tmp_path / "evil.pth"), "--teacher", "resnet10t",
+    fails_cleanly(["distill", "--teacher-checkpoint", str(tmp_path / "evil.pth"), "--teacher", "resnet10t",
                     "--student", "resnet10t", "--out", str(tmp_path / "r"), *SMALL], capsys, "arbitrary code")
     assert not marker.exists()
 
@@ -173,7 +167,7 @@ def test_truncated_checkpoint_on_resume(teacher, tmp_path, capsys):
     assert main([*_distill_args(teacher, out), "--stop-after", "1"]) == 0
     last = out / "checkpoints" / "last.pt"
     last.write_bytes(last.read_bytes()[:1000])
-    _fails_cleanly([*_distill_args(teacher, out), "--resume"], capsys, "truncated or corrupt")
+    fails_cleanly([*_distill_args(teacher, out), "--resume"], capsys, "truncated or corrupt")
 
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(teacher, tmp_path, capsys, monkeypatch):
@@ -185,7 +179,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(teacher, tmp_path,
     assert main([*args, "--stop-after", "1"]) == 0
     before = (out / "checkpoints" / "last.pt").read_bytes()
     monkeypatch.setattr(kd, "kd_loss", lambda *a, **k: torch.tensor(float("nan")))  # the KD term turns bad
-    _fails_cleanly([*args, "--resume"], capsys, "the loss became nan at step 5 (epoch 2) in loss, loss_kd")
+    fails_cleanly([*args, "--resume"], capsys, "the loss became nan at step 5 (epoch 2) in loss, loss_kd")
     assert (out / "checkpoints" / "last.pt").read_bytes() == before
 
 
@@ -203,7 +197,7 @@ def test_full_disk_keeps_the_previous_checkpoint(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(checkpoint.os, "fsync", fsync)
     out = tmp_path / "r"
-    _fails_cleanly(["train", "--model", "resnet10t", "--out", str(out), *SMALL], capsys, "No space left on device")
+    fails_cleanly(["train", "--model", "resnet10t", "--out", str(out), *SMALL], capsys, "No space left on device")
     assert torch.load(out / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 1
     assert not (out / "checkpoints" / ".last.pt.tmp").exists()
 
@@ -227,8 +221,9 @@ def test_killing_one_process_ends_the_other(teacher, tmp_path):
 def test_overwrite_with_a_mistake_keeps_the_old_run(tmp_path, capsys):
     old = tmp_path / "run"
     old.mkdir()
+    (old / MARKER).write_text("")  # a fofakd run's folder
     (old / "metrics.jsonl").write_text('{"epoch": 1}\n')
-    _fails_cleanly(["train", "--model", "resnet_10t", "--overwrite", "--out", str(old)], capsys, "did you mean")
+    fails_cleanly(["train", "--model", "resnet_10t", "--overwrite", "--out", str(old)], capsys, "did you mean")
     assert (old / "metrics.jsonl").read_text() == '{"epoch": 1}\n'
 
 
@@ -241,13 +236,13 @@ def test_overwrite_with_a_mistake_keeps_the_old_run(tmp_path, capsys):
     (["--smoothing", "-0.1"], "config key 'smoothing' must be at least 0 and below 1, got -0.1"),
 ])
 def test_out_of_range_options_are_refused_before_anything_is_made(flags, message, tmp_path, capsys):
-    _fails_cleanly(["train", "--model", "resnet10t", "--out", str(tmp_path / "r"), *flags], capsys, message)
+    fails_cleanly(["train", "--model", "resnet10t", "--out", str(tmp_path / "r"), *flags], capsys, message)
     assert not (tmp_path / "r").exists()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 def test_cuda_without_a_gpu_is_refused(tmp_path, capsys):
-    _fails_cleanly(["train", "--model", "resnet10t", "--out", str(tmp_path / "r"), "--device", "cuda", *SMALL],
+    fails_cleanly(["train", "--model", "resnet10t", "--out", str(tmp_path / "r"), "--device", "cuda", *SMALL],
                    capsys, "--device cuda was asked for but this machine has no usable GPU")
     assert not (tmp_path / "r").exists()
 
@@ -268,17 +263,17 @@ def test_a_nan_before_the_first_checkpoint_says_none_was_kept(tmp_path, capsys, 
     import fofakd.methods.source as source
 
     monkeypatch.setattr(source, "task_loss", lambda *a, **k: torch.tensor(float("nan")))
-    err = _fails_cleanly(["train", "--model", "resnet10t", "--out", str(tmp_path / "r"), *SMALL], capsys,
+    err = fails_cleanly(["train", "--model", "resnet10t", "--out", str(tmp_path / "r"), *SMALL], capsys,
                          "no checkpoint was written yet")
     assert "last good checkpoint" not in err
 
 
 def test_export_refuses_a_folder_and_an_existing_file_unless_told(teacher, tmp_path, capsys):
     out = tmp_path / "s.pt"
-    _fails_cleanly(["export", "--checkpoint", str(teacher), "--format", "torchscript", "--out", str(tmp_path)],
+    fails_cleanly(["export", "--checkpoint", str(teacher), "--format", "torchscript", "--out", str(tmp_path)],
                    capsys, "is a folder; give the file to write")
     out.write_bytes(b"keep me")
-    _fails_cleanly(["export", "--checkpoint", str(teacher), "--format", "torchscript", "--out", str(out)], capsys,
+    fails_cleanly(["export", "--checkpoint", str(teacher), "--format", "torchscript", "--out", str(out)], capsys,
                    "already exists; pass --overwrite")
     assert out.read_bytes() == b"keep me"
     assert main(["export", "--checkpoint", str(teacher), "--format", "torchscript", "--out", str(out),
@@ -289,7 +284,7 @@ def test_export_refuses_a_folder_and_an_existing_file_unless_told(teacher, tmp_p
 def test_report_refuses_a_file_as_its_folder(teacher, tmp_path, capsys):
     out = tmp_path / "report.md"
     out.write_text("mine")
-    _fails_cleanly(["report", str(teacher), "--out", str(out)], capsys, "is a file; the report needs a folder")
+    fails_cleanly(["report", str(teacher), "--out", str(out)], capsys, "is a file; the report needs a folder")
     assert out.read_text() == "mine"
 
 
@@ -312,7 +307,7 @@ def test_a_live_run_holds_its_folder_and_a_stale_lock_is_cleared(teacher, tmp_pa
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         (out / ".fofakd.lock").write_text(f"{holder.pid} {socket.gethostname()}\n")
-        _fails_cleanly(_distill_args(teacher, out), capsys, f"is in use by another fofakd run (pid {holder.pid})")
+        fails_cleanly(_distill_args(teacher, out), capsys, f"is in use by another fofakd run (pid {holder.pid})")
         assert sorted(p.name for p in out.iterdir()) == [".fofakd.lock"]
     finally:
         holder.kill()
@@ -327,7 +322,7 @@ def test_a_run_that_failed_before_its_first_checkpoint_restarts_with_the_same_co
     args = ["train", "--model", "resnet10t", "--out", str(tmp_path / "r"), *SMALL]
     real = source.task_loss
     monkeypatch.setattr(source, "task_loss", lambda *a, **k: torch.tensor(float("nan")))
-    _fails_cleanly(args, capsys, "no checkpoint was written yet")
+    fails_cleanly(args, capsys, "no checkpoint was written yet")
     monkeypatch.setattr(source, "task_loss", real)
     assert main(args) == 0
     assert (tmp_path / "r" / "summary.json").is_file()
@@ -354,7 +349,7 @@ def test_the_run_directory_may_be_the_argument(teacher, tmp_path, capsys):
     assert main([*_kd_args(teacher, out), "--stop-after", "1"]) == 0
     assert main(["distill", str(out), "--resume"]) == 0
     assert json.loads((out / "summary.json").read_text())["method"] == "kd"
-    _fails_cleanly(["distill", str(out), "--out", str(tmp_path / "other"), "--resume"], capsys,
+    fails_cleanly(["distill", str(out), "--out", str(tmp_path / "other"), "--resume"], capsys,
                    "and --out " + str(tmp_path / "other") + " differ; give one of them")
 
 
@@ -362,7 +357,7 @@ def test_resume_refuses_a_setting_that_differs_from_the_run(teacher, tmp_path, c
     out = tmp_path / "r"
     assert main([*_kd_args(teacher, out), "--stop-after", "1"]) == 0
     before = (out / "checkpoints" / "last.pt").read_bytes()
-    _fails_cleanly(["distill", "--out", str(out), "--resume", "--lr", "0.1"], capsys,
+    fails_cleanly(["distill", "--out", str(out), "--resume", "--lr", "0.1"], capsys,
                    "--lr 0.1 differs from the run's config.yaml (0.002)")
     assert (out / "checkpoints" / "last.pt").read_bytes() == before
 
@@ -382,7 +377,7 @@ def test_a_copied_run_resumes_in_its_own_folder(teacher, tmp_path):
     (["--student-kwargs", "in_chans=3"], "--student-kwargs cannot set in_chans: fofakd sets it from the data"),
 ])
 def test_bad_method_options_and_model_kwargs_are_named(teacher, tmp_path, capsys, flags, message):
-    _fails_cleanly([*_kd_args(teacher, tmp_path / "r"), *flags], capsys, message)
+    fails_cleanly([*_kd_args(teacher, tmp_path / "r"), *flags], capsys, message)
     assert not (tmp_path / "r").exists()
 
 
@@ -403,6 +398,6 @@ def test_checkpoints_leave_the_teacher_out_and_a_changed_teacher_is_refused_on_r
     changed = {k: v + 1 if v.is_floating_point() else v for k, v in load_file(str(weights)).items()}
     save_file(changed, str(weights))
     before = (out / "checkpoints" / "last.pt").read_bytes()
-    _fails_cleanly(["distill", "--out", str(out), "--resume"], capsys,
+    fails_cleanly(["distill", "--out", str(out), "--resume"], capsys,
                    "the teacher's weights (" + str(own_teacher) + ") differ from those this run started with")
     assert (out / "checkpoints" / "last.pt").read_bytes() == before

@@ -81,6 +81,12 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     if data.num_classes != spec["num_classes"] or data.in_chans != spec["in_chans"]:
         raise FofakdError(f"the student was trained for {spec['num_classes']} classes and {spec['in_chans']} channels "
                           f"but '{options['data']}' has {data.num_classes} and {data.in_chans}; pick matching data.")
+    trained_names = list(spec.get("class_names") or [])
+    if trained_names and data.class_names and trained_names != list(data.class_names):
+        differ = next(i for i, (a, b) in enumerate(zip(trained_names, data.class_names)) if a != b)
+        raise FofakdError(f"the data's classes differ from those the student was trained on (class {differ} is "
+                          f"'{data.class_names[differ]}' here, '{trained_names[differ]}' in training); evaluate on "
+                          "data with the same class folders.")
     result = evaluate(model, data.test, torch.device("cpu"))
     print(json.dumps({"top1": result["top1"], "top5": result["top5"], "samples": result["samples"],
                       "data": options["data"], "split": data.test_split}))
@@ -95,10 +101,6 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 def _cmd_report(args: argparse.Namespace) -> None:
     from .reports.report import markdown_table, write_report
 
-    from pathlib import Path
-
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise FofakdError(f"--out '{args.out}' is a file; the report needs a folder (it writes report.md and plots).")
     results = write_report(args.runs, args.out, title=args.title)
     print(markdown_table(results["table"]))
     print(f"report: {args.out}/report.md")
@@ -107,7 +109,7 @@ def _cmd_report(args: argparse.Namespace) -> None:
 def _cmd_attention(args: argparse.Namespace) -> None:
     from .reports.attention import draw_attention
 
-    print(f"attention maps: {draw_attention(args.run, args.out, args.images)}")
+    print(f"attention maps: {draw_attention(args.run, args.out, args.images, args.overwrite)}")
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
@@ -163,7 +165,7 @@ def _cmd_recipes(args: argparse.Namespace) -> None:
     from .recipes import commands, list_recipes, write_recipes
 
     if args.write:
-        print(f"wrote {len(write_recipes(args.write))} recipes under {args.write}")
+        print(f"wrote {len(write_recipes(args.write, args.overwrite))} recipes under {args.write}")
         return
     for recipe, path in list_recipes(args.dir, args.match):
         shown = os.path.relpath(path) if not os.path.relpath(path).startswith("..") else str(path)
@@ -220,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     attention.add_argument("run", help="a fofa run directory")
     attention.add_argument("--out", required=True, help="PNG file to write")
     attention.add_argument("--images", type=int, default=4, help="how many test images (default 4)")
+    attention.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     attention.set_defaults(func=_cmd_attention)
 
     compare = sub.add_parser("compare", help="several methods on one teacher, student and data over paired seeds, "
@@ -238,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     recipes.add_argument("match", nargs="?", help="only recipes whose path contains this (e.g. imagenet/convnext_t)")
     recipes.add_argument("--dir", help="recipe folder (default: configs/ of the source tree)")
     recipes.add_argument("--write", metavar="DIR", help="write every recipe config under DIR instead of listing")
+    recipes.add_argument("--overwrite", action="store_true", help="with --write: replace recipe files that differ")
     recipes.set_defaults(func=_cmd_recipes)
 
     from .detection.cli import add_detect_parser

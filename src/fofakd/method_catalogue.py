@@ -8,19 +8,23 @@ from __future__ import annotations
 import difflib
 import json
 from pathlib import Path
+from typing import Any
 
 from .errors import FofakdError
+from .options import Range, check_option
 
 CATALOGUE = Path(__file__).with_name("method_catalogue.json")
 
 
-def load_catalogue() -> dict[str, dict[str, object]]:
-    """{method: {option: default}} of the built-in methods."""
+def load_catalogue() -> dict[str, dict[str, dict[str, Any]]]:
+    """{method: {option: {"default", "kinds", "range"}}} of the built-in methods."""
     return json.loads(CATALOGUE.read_text())
 
 
-def check_method(name: str, options: dict[str, object], known_methods: dict[str, dict[str, object]]) -> None:
-    """Refuse an unknown method, an unknown option or an option value of the wrong kind, with one sentence."""
+def check_method(name: str, options: dict[str, Any], known_methods: dict[str, dict[str, dict[str, Any]]]
+                 ) -> dict[str, Any]:
+    """Refuse an unknown method, an unknown option, or an option value of the wrong kind or out of its range, with
+    one sentence; return the options as their kinds (ints widened to floats where a number is declared)."""
     if name not in known_methods:
         close = difflib.get_close_matches(name, list(known_methods), n=3)
         hint = f"did you mean {', '.join(close)}" if close else f"choose one of {', '.join(sorted(known_methods))}"
@@ -31,24 +35,6 @@ def check_method(name: str, options: dict[str, object], known_methods: dict[str,
         raise FofakdError(
             f"method '{name}' has no option {', '.join(unknown)}; its options are {', '.join(sorted(known))}."
         )
-    for key, value in options.items():
-        check_option_type(name, key, value, known[key])
-
-
-def check_option_type(method: str, key: str, value: object, default: object) -> None:
-    """A single value for an option whose default is a number, a string or a flag must be of the same kind (ints
-    widen to floats); options whose default is None, and lists, are left to the method."""
-    if default is None or value is None or isinstance(value, (list, tuple, dict)):
-        return  # several kinds allowed (OFA's gamma takes one number or one per branch): the method checks
-    if isinstance(default, bool):
-        ok, kind = isinstance(value, bool), "true or false"
-    elif isinstance(default, (int, float)):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        ok = ok and (isinstance(default, float) or isinstance(value, int))
-        kind = "a number" if isinstance(default, float) else "an integer"
-    elif isinstance(default, str):
-        ok, kind = isinstance(value, str), "a string"
-    else:
-        return
-    if not ok:
-        raise FofakdError(f"method '{method}' option '{key}' must be {kind}, got {value!r}; fix its value.")
+    return {key: check_option(f"method '{name}' option '{key}'", value, known[key]["kinds"],
+                              Range(*known[key]["range"]) if known[key]["range"] else None)
+            for key, value in options.items()}

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from .errors import FofakdError
+from .files import write_text
 
 # Short name -> (timm name of the ImageNet-1K weights, family). Students are trained from scratch.
 MODELS = {
@@ -156,16 +157,21 @@ def default_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "configs"
 
 
-def write_recipes(folder: str | Path) -> list[Path]:
-    """Write every recipe under `folder`; returns the paths written."""
+def write_recipes(folder: str | Path, overwrite: bool = False) -> list[Path]:
+    """Write every recipe under `folder`; returns the paths written.
+
+    Args:
+        overwrite: Replace recipe files that differ from fofakd's (a user's edits); without it they are refused.
+    """
     folder = Path(folder)
-    written = []
-    for recipe in all_recipes():
-        path = folder / recipe.path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render(recipe))
-        written.append(path)
-    return written
+    if folder.exists() and not folder.is_dir():
+        raise FofakdError(f"--write '{folder}' is a file; give a folder to write the recipes under.")
+    contents = {folder / recipe.path: render(recipe) for recipe in all_recipes()}
+    edited = [p for p, text in contents.items() if p.exists() and (not p.is_file() or p.read_text() != text)]
+    if edited and not overwrite:
+        raise FofakdError(f"{len(edited)} recipe file(s) under '{folder}' differ from fofakd's (e.g. '{edited[0]}'); "
+                          "pass --overwrite to replace them, or --write another folder.")
+    return [write_text(path, text) for path, text in contents.items()]
 
 
 def list_recipes(folder: str | Path | None = None, match: str | None = None) -> list[tuple[Recipe, Path]]:

@@ -6,6 +6,7 @@ import json
 import statistics
 from typing import Any
 
+from ..files import write_text
 from ..reports.report import read_run, write_report
 from .plan import Comparison
 from .stats import paired
@@ -120,6 +121,6 @@ def write(comparison: Comparison) -> dict[str, Any] | None:
         return None
     results = summarise(comparison)
     base = write_report(finished, comparison.out, notes=markdown(comparison, results), show_table=False)
-    results["table"] = base["table"]
-    (comparison.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    results = {**base, **results}  # the report's title, data, table and runs, with the comparison's statistics
+    write_text(comparison.out / "results.json", json.dumps(results, indent=2) + "\n")
     return results

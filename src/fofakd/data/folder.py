@@ -16,19 +16,37 @@ from torchvision.datasets import ImageFolder
 from ..errors import FofakdError
 from .bundle import DataBundle, mixup_hooks
 from .datasets import dataset_stats
-from .loader import epoch_seed
+from .loader import drops_last_batch, epoch_seed
 
 
 def load_rgb(path: str) -> Image.Image | None:
-    """An image converted to RGB (grey-scale, palette and RGBA included), or None with a warning when the file is
-    corrupt or truncated: one bad file should not end a long run, and the warning names it so it can be fixed."""
+    """An image converted to RGB (grey-scale, palette, RGBA, 16-bit and float included), or None with a warning
+    when the file is corrupt or truncated: one bad file should not end a long run, and the warning names it so it
+    can be fixed."""
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")
+            return to_8bit(image).convert("RGB")
     except (OSError, SyntaxError, ValueError) as err:
         # One plain line on stderr (workers included), not a Python warning with its source line.
         print(f"fofakd: warning: skipping unreadable image '{path}' ({err}).", file=sys.stderr, flush=True)
         return None
+
+
+def to_8bit(image: Image.Image) -> Image.Image:
+    """A 16-bit or 32-bit integer or a float image scaled to 8 bits (Pillow's own conversion clips such images to
+    white or black). Integer images are scaled by their type's range (16 bits unless a value needs more); float
+    images must lie in [0, 1] (scaled by 255) or [0, 255]."""
+    if image.mode not in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+        if not np.isfinite(values).all() or low < 0 or high > 255:
+            raise ValueError(f"float pixels from {low:g} to {high:g}; fofakd reads float images in [0, 1] or [0, 255]")
+        scale = 255.0 if high <= 1.0 else 1.0
+    else:
+        scale = 255.0 / (65535.0 if values.max(initial=0) <= 65535 else 4294967295.0)
+    return Image.fromarray(np.clip(np.rint(values * scale), 0, 255).astype(np.uint8))
 
 
 class SkippingImageFolder(ImageFolder):
@@ -62,7 +80,27 @@ def _image_folder(root: Path, transform: Any) -> ImageFolder:
     if len(folder.classes) < 2:
         raise FofakdError(f"image folder '{root}' has one class folder ('{folder.classes[0]}'); a classifier needs "
                           "at least two, one subfolder per class.")
+    _check_each_class_reads(folder)
     return folder
+
+
+def _check_each_class_reads(folder: ImageFolder) -> None:
+    """Refuse a class none of whose images can be read: it would silently never be trained or scored. Stops at
+    each class's first readable image, so a healthy folder costs one image per class."""
+    by_class: dict[int, list[str]] = {}
+    for path, target in folder.samples:
+        by_class.setdefault(target, []).append(path)
+    for target, paths in by_class.items():
+        for path in paths:
+            try:
+                with Image.open(path) as image:
+                    to_8bit(image).load()
+                break
+            except (OSError, SyntaxError, ValueError):
+                continue
+        else:
+            raise FofakdError(f"class folder '{Path(folder.root) / folder.classes[target]}' has no readable image "
+                              f"(all {len(paths)} failed to open); fix or replace its images, or remove the folder.")
 
 
 def _eval_split(root: Path, transform: Any) -> tuple[ImageFolder, str]:
@@ -82,9 +120,11 @@ def _loader(dataset: Any, cfg: Any, batch_size: int, shuffle: bool, classes: int
             world_size: int = 1, device: torch.device | str = "cpu") -> "FolderLoader":
     sampler = DistributedSampler(dataset, world_size, rank, shuffle=shuffle, seed=cfg.seed) if world_size > 1 else None
     generator = torch.Generator().manual_seed(cfg.seed)
+    per_rank = len(sampler) if sampler is not None else len(dataset)
     batches = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
                          num_workers=cfg.workers, generator=generator, collate_fn=collate_skipping,
-                         pin_memory=torch.device(device).type == "cuda")
+                         pin_memory=torch.device(device).type == "cuda",
+                         drop_last=shuffle and drops_last_batch(per_rank, batch_size))
     # Random erasing already ran in the transform; only mixup and cutmix work on whole batches.
     return FolderLoader(batches, device, list(mixup_hooks(cfg, classes)) if shuffle else None, cfg.seed, rank)
 

@@ -13,6 +13,12 @@ from .datasets import TensorSplit
 BatchHook = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
+def drops_last_batch(samples: int, batch_size: int) -> bool:
+    """Whether a training loader drops its last batch: only when it would hold one sample, which BatchNorm cannot
+    train on (timm's loaders drop every short last batch; fofakd drops only this one, so no other image is lost)."""
+    return batch_size > 1 and samples % batch_size == 1
+
+
 def epoch_seed(seed: int, epoch: int, rank: int | None = None) -> int:
     """A seed for one epoch (and one process): the same on every run with the same seed."""
     return (seed * 1_000_003 + epoch * 10_007 + (0 if rank is None else rank + 1) * 101) % (2**31 - 1)
@@ -31,7 +37,8 @@ class TensorLoader:
         mean: Normalisation mean.
         std: Normalisation std.
         img_size: Resize to this size (None keeps the stored size).
-        train: Shuffle, augment and drop nothing; else keep order and shard without padding.
+        train: Shuffle, augment, and drop a last batch of one sample (`drops_last_batch`); else keep order, keep
+            every sample and shard without padding.
         augment: uint8 augmentation (training only).
         after_normalise: Hooks on the float batch and targets (random erasing, mixup), training only.
         seed: Run seed.
@@ -74,10 +81,13 @@ class TensorLoader:
         order = torch.cat([order, order[: per_rank * self.world_size - n]])
         return order[self.rank :: self.world_size]
 
-    def __len__(self) -> int:
+    def _per_rank(self) -> int:
         n = len(self.split)
-        per_rank = -(-n // self.world_size) if self.train else len(range(self.rank, n, self.world_size))
-        return -(-per_rank // self.batch_size)
+        return -(-n // self.world_size) if self.train else len(range(self.rank, n, self.world_size))
+
+    def __len__(self) -> int:
+        per_rank = self._per_rank()
+        return -(-per_rank // self.batch_size) - (self.train and drops_last_batch(per_rank, self.batch_size))
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         seed = epoch_seed(self.seed, self.epoch, self.rank)
@@ -86,7 +96,7 @@ class TensorLoader:
             # timm's mixup and random erasing draw from numpy's and Python's global generators.
             np.random.seed(seed)
             random.seed(seed)
-        for batch in self._indices().split(self.batch_size):
+        for batch in self._indices().split(self.batch_size)[: len(self)]:
             images = self.split.images[batch].to(self.device, non_blocking=True)
             labels = self.split.labels[batch].to(self.device, non_blocking=True)
             if self.train and self.augment is not None:

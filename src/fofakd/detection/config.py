@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..engine.config import DISTILL, TrainingConfig, _opt
+from ..options import POSITIVE
 
 DATA_SETS = ("shapes", "coco")
 DEFAULT_SPLITS = {"shapes": ("train", "val"), "coco": ("train2017", "val2017")}
@@ -37,14 +38,15 @@ class DetectionConfig(TrainingConfig):
                                       "written; default ~/.cache/fofakd/shapes)")
     train_split: str | None = _opt(None, "training split name (default: train, or train2017 for coco)")
     val_split: str | None = _opt(None, "validation split name (default: val, or val2017 for coco)")
-    shapes_images: int = _opt(256, "synthetic training images (the validation split gets a quarter as many)")
-    shapes_size: int = _opt(128, "side of the synthetic images in pixels")
-    train_subset: int | None = _opt(None, "use only the first N training images")
-    val_subset: int | None = _opt(None, "use only the first N validation images")
+    shapes_images: int = _opt(256, "synthetic training images (the validation split gets a quarter as many)",
+                              bounds=POSITIVE)
+    shapes_size: int = _opt(128, "side of the synthetic images in pixels", bounds=POSITIVE)
+    train_subset: int | None = _opt(None, "use only the first N training images", bounds=POSITIVE)
+    val_subset: int | None = _opt(None, "use only the first N validation images", bounds=POSITIVE)
     img_size: int | None = _opt(None, "resize every image to SIZE x SIZE (default: the synthetic images' side for "
-                                      "shapes, --min-size/--max-size for coco)")
-    min_size: int = _opt(800, "shorter image side after resizing, without --img-size")
-    max_size: int = _opt(1333, "longest image side after resizing, without --img-size")
+                                      "shapes, --min-size/--max-size for coco)", bounds=POSITIVE)
+    min_size: int = _opt(800, "shorter image side after resizing, without --img-size", bounds=POSITIVE)
+    max_size: int = _opt(1333, "longest image side after resizing, without --img-size", bounds=POSITIVE)
     # detectors
     detector_options: dict = _opt({}, "student (or model) detector options, KEY=VALUE: fpn_channels, "
                                       "representation_size or torchvision FasterRCNN arguments")

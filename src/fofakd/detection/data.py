@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from ..data.cache import default_root
+from ..data.loader import drops_last_batch
 from ..errors import FofakdError
 from .coco import CocoDetection, collate_detection
 from .config import DetectionConfig
@@ -123,10 +124,13 @@ def build_detection_data(cfg: DetectionConfig, rank: int = 0, world_size: int = 
                   pin_memory=torch.device(device).type == "cuda")
     if world_size > 1:
         sampler = DistributedSampler(train, world_size, rank, shuffle=True, seed=cfg.seed)
-        train_loader = DataLoader(train, cfg.batch_size, sampler=sampler, **common)
+        drop_last = drops_last_batch(len(sampler), cfg.batch_size)
+        train_loader = DataLoader(train, cfg.batch_size, sampler=sampler, drop_last=drop_last, **common)
     else:
         generator = torch.Generator().manual_seed(cfg.seed)
-        train_loader = DataLoader(train, cfg.batch_size, shuffle=True, generator=generator, **common)
+        drop_last = drops_last_batch(len(train), cfg.batch_size)
+        train_loader = DataLoader(train, cfg.batch_size, shuffle=True, generator=generator, drop_last=drop_last,
+                                  **common)
     return DetectionData(
         train=DetectionLoader(train_loader, device), val=eval_loader(val, cfg, device, rank, world_size),
         num_classes=val_set.num_classes, categories=[val_set.coco.cats[c] for c in val_set.category_ids],

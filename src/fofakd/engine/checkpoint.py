@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import FofakdError
+from ..files import write_atomic
 from ..models.checkpoint import safe_torch_load
 from .faults import fault_point
 
@@ -21,27 +22,21 @@ def save_atomic(obj: Any, path: str | Path) -> None:
     A crash or a full disk at any point leaves the previous `path` as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     data = buffer.getbuffer()
-    try:
+
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             f.write(data[: len(data) // 2])
             fault_point("kill-in-save")
             f.write(data[len(data) // 2:])
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        raise FofakdError(
-            f"could not write checkpoint '{path}' ({err.strerror or err}); the previous checkpoint is intact; "
-            "free disk space and continue with --resume."
-        ) from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+
+    kept = ("the previous checkpoint is intact, so the run can continue with --resume" if path.exists()
+            else "no checkpoint was written yet, so the run starts again with the same command")
+    write_atomic(path, write, kept=kept)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

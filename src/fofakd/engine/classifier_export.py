@@ -2,6 +2,7 @@
 PyTorch with onnxruntime)."""
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,10 @@ def export_classifier(model: nn.Module, spec: dict[str, Any], fmt: str, out: Pat
     example = torch.rand(2, spec["in_chans"], spec["img_size"], spec["img_size"])
     expected = model(example)
     if fmt == "torchscript":
-        traced = torch.jit.trace(model, example)
-        traced.save(str(out))
+        # Saved to memory and written by Python: TorchScript's own file writer aborts the process on a full disk.
+        buffer = io.BytesIO()
+        torch.jit.save(torch.jit.trace(model, example), buffer)
+        out.write_bytes(buffer.getvalue())
         actual = torch.jit.load(str(out))(example)
     else:
         actual = torch.from_numpy(_export_onnx(model, example, out, onnx_metadata(spec, fold_normalisation)))
@@ -63,11 +66,12 @@ def _export_onnx(model: nn.Module, example: torch.Tensor, out: Path, metadata: d
     ort = onnxruntime_module()
     import onnx
 
-    torch.onnx.export(model, (example,), str(out), input_names=["images"], output_names=["logits"],
+    buffer = io.BytesIO()  # built in memory, then written by Python (so a full disk is an OSError, not an abort)
+    torch.onnx.export(model, (example,), buffer, input_names=["images"], output_names=["logits"],
                       dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
-    graph = onnx.load(str(out))
+    graph = onnx.load_from_string(buffer.getvalue())
     onnx.helper.set_model_props(graph, metadata)
-    onnx.save(graph, str(out))
+    out.write_bytes(graph.SerializeToString())
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     return session.run(None, {"images": example.numpy()})[0]
 

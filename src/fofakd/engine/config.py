@@ -13,13 +13,10 @@ from typing import Any
 import yaml
 
 from ..errors import FofakdError
+from ..options import FRACTION, NON_NEGATIVE, POSITIVE, PROBABILITY, Range, check_option
 
 TRAIN, DISTILL, BOTH = ("train",), ("distill",), ("train", "distill")
-_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a mapping"}
-
-
-# Ranges of numeric options: (lowest, highest, whether the lowest itself is allowed).
-POSITIVE, NON_NEGATIVE, FRACTION = (0, None, False), (0, None, True), (0, 1, True)
+_KINDS = {int: "int", float: "float", str: "str", bool: "bool", dict: "dict"}
 
 
 def _opt(default: Any, help: str, commands: tuple[str, ...] = BOTH, choices: tuple | None = None,
@@ -61,18 +58,18 @@ class TrainingConfig:
     lr: float = _opt(1e-3, "peak learning rate (per process batch; see the docs for scaling)", bounds=POSITIVE)
     min_lr: float = _opt(1e-5, "final learning rate of the schedule", bounds=NON_NEGATIVE)
     weight_decay: float = _opt(0.05, "weight decay (not applied to norms and biases)", bounds=NON_NEGATIVE)
-    momentum: float = _opt(0.9, "SGD momentum")
+    momentum: float = _opt(0.9, "SGD momentum", bounds=FRACTION)
     sched: str = _opt("cosine", "learning-rate schedule, stepped every iteration", choices=("cosine", "step", "none"))
     warmup_epochs: int = _opt(0, "linear warm-up epochs", bounds=NON_NEGATIVE)
-    warmup_lr: float = _opt(1e-6, "learning rate at the start of warm-up")
-    decay_epochs: float = _opt(30, "epochs between decays of the step schedule")
-    decay_rate: float = _opt(0.1, "decay factor of the step schedule")
+    warmup_lr: float = _opt(1e-6, "learning rate at the start of warm-up", bounds=NON_NEGATIVE)
+    decay_epochs: float = _opt(30, "epochs between decays of the step schedule", bounds=POSITIVE)
+    decay_rate: float = _opt(0.1, "decay factor of the step schedule", bounds=POSITIVE)
     clip_grad: float | None = _opt(None, "clip the gradient norm to this value", bounds=POSITIVE)
-    hflip: float = _opt(0.5, "horizontal flip probability", bounds=FRACTION)
+    hflip: float = _opt(0.5, "horizontal flip probability", bounds=PROBABILITY)
     amp: str = _opt("none", "mixed precision: bf16 (CPU or GPU) or fp16 (GPU, with a grad scaler)",
                     choices=("none", "bf16", "fp16"))
     ema: bool = _opt(False, "keep an exponential moving average of the student")
-    ema_decay: float = _opt(0.9998, "EMA decay per step")
+    ema_decay: float = _opt(0.9998, "EMA decay per step", bounds=FRACTION)
     channels_last: bool = _opt(False, "channels-last memory format")
     compile: bool = _opt(False, "torch.compile the student and teacher")
     sync_bn: bool = _opt(False, "synchronise the student's BatchNorm across processes")
@@ -83,7 +80,8 @@ class TrainingConfig:
     out: str | None = _opt(None, "run directory")
     resume: bool = _opt(False, "continue the run in --out from checkpoints/last.pt")
     overwrite: bool = _opt(False, "replace a run that --out already holds")
-    stop_after: int | None = _opt(None, "stop after N epochs of this invocation, with a checkpoint to --resume from")
+    stop_after: int | None = _opt(None, "stop after N epochs of this invocation, with a checkpoint to --resume from",
+                                  bounds=POSITIVE)
     # which task's command made the run (no flag: each task's config class sets it)
     task: str = _opt("classification", "the run's task", commands=())
 
@@ -105,19 +103,20 @@ class RunConfig(TrainingConfig):
     data_dir: str | None = _opt(None, "where the data set lives (default: its standard location)")
     img_size: int | None = _opt(None, "input size models see (default: the data's own size)", bounds=POSITIVE)
     val_fraction: float = _opt(0.1, "fraction of the training split held out for validation (0: none)",
-                                bounds=(0, 1, True))
+                                bounds=FRACTION)
     train_subset: int | None = _opt(None, "use only the first N training images", bounds=POSITIVE)
     val_subset: int | None = _opt(None, "use only the first N validation images", bounds=POSITIVE)
     test_subset: int | None = _opt(None, "use only the first N test images", bounds=POSITIVE)
     # augmentation
     smoothing: float = _opt(0.1, "label smoothing", bounds=FRACTION)
-    crop_padding: int = _opt(2, "random-crop padding in pixels for in-memory data (0: no crop)")
+    crop_padding: int = _opt(2, "random-crop padding in pixels for in-memory data (0: no crop)", bounds=NON_NEGATIVE)
     rrc_scale: float | None = _opt(None, "random-resized crop with this smallest area fraction (e.g. 0.08) instead "
-                                         "of the padded crop; image folders always use it (default 0.08)")
-    randaugment: int | None = _opt(None, "RandAugment magnitude (e.g. 9); off by default")
-    reprob: float = _opt(0.0, "random-erasing probability", bounds=FRACTION)
-    mixup: float = _opt(0.0, "mixup alpha (0: off)")
-    cutmix: float = _opt(0.0, "cutmix alpha (0: off)")
+                                         "of the padded crop; image folders always use it (default 0.08)",
+                                   bounds=Range(0, 1, False, True))
+    randaugment: int | None = _opt(None, "RandAugment magnitude (e.g. 9); off by default", bounds=NON_NEGATIVE)
+    reprob: float = _opt(0.0, "random-erasing probability", bounds=PROBABILITY)
+    mixup: float = _opt(0.0, "mixup alpha (0: off)", bounds=NON_NEGATIVE)
+    cutmix: float = _opt(0.0, "cutmix alpha (0: off)", bounds=NON_NEGATIVE)
 
 
 @functools.cache
@@ -161,29 +160,10 @@ def check_value(key: str, value: Any, schema: type = RunConfig) -> Any:
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise FofakdError(f"config key '{key}' is not an option{hint}; see the command's --help.")
     kind, optional = _base_type(key, schema)
-    if value is None:
-        if optional:
-            return None
-        raise FofakdError(f"config key '{key}' cannot be empty; give {_TYPE_WORDS[kind]}.")
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise FofakdError(
-            f"config key '{key}' must be {_TYPE_WORDS[kind]}, got {value!r}; fix its value."
-        )
-    choices = fields[key].metadata["choices"]
-    if choices and value not in choices:
-        raise FofakdError(f"config key '{key}' must be one of {', '.join(choices)}, got {value!r}.")
-    bounds = _inherited(schema, key, "bounds")
-    if bounds is not None:
-        low, high, low_allowed = bounds
-        if value < low or (value == low and not low_allowed) or (high is not None and value >= high):
-            if high is not None:
-                wanted = f"at least {low} and below {high}"
-            else:
-                wanted = f"{'at least' if low_allowed else 'above'} {low}"
-            raise FofakdError(f"config key '{key}' must be {wanted}, got {value!r}; fix its value.")
-    return value
+    kinds = [_KINDS[kind], *(["none"] if optional else [])]
+    flag = f"--{key.replace('_', '-')} / " if fields[key].metadata["commands"] else ""  # as typed, and as in YAML
+    return check_option(f"{flag}config key '{key}'", value, kinds, _inherited(schema, key, "bounds"),
+                        fields[key].metadata["choices"])
 
 
 def load_yaml(path: str | Path, schema: type = RunConfig) -> dict[str, Any]:
@@ -204,7 +184,11 @@ def build_config(overrides: dict[str, Any], config_file: str | Path | None = Non
     """Defaults, then the YAML file, then `overrides` (the flags given on the command line)."""
     values = load_yaml(config_file, schema) if config_file else {}
     values.update({key: check_value(key, value, schema) for key, value in overrides.items()})
-    return schema(**values)
+    cfg = schema(**values)
+    if cfg.min_lr > cfg.lr:
+        raise FofakdError(f"--min-lr {cfg.min_lr} is above --lr {cfg.lr}; the schedule falls from --lr to --min-lr, "
+                          "so give a --min-lr below --lr.")
+    return cfg
 
 
 def parse_key_values(items: list[str]) -> dict[str, Any]:
@@ -255,15 +239,26 @@ def check_models(cfg: TrainingConfig, command: str) -> None:
     from ..models.spec_file import checkpoint_spec
 
     if command == "train":
+        if not cfg.model and cfg.student and cfg.resume:
+            raise FofakdError(f"'{cfg.out}' holds a distill run; continue it with `fofakd distill {cfg.out} --resume`.")
         if not cfg.model:
             raise FofakdError(f"fofakd {command} needs --model NAME (a timm model name).")
         return
+    if not cfg.student and cfg.model and cfg.resume:
+        raise FofakdError(f"'{cfg.out}' holds a train run; continue it with `fofakd train {cfg.out} --resume`.")
     if not cfg.student:
         raise FofakdError(f"fofakd {command} needs --student NAME (a timm model name).")
     source = Path(cfg.teacher_checkpoint) if cfg.teacher_checkpoint else None
     if source is not None and not source.exists():
         raise FofakdError(f"teacher checkpoint '{source}' does not exist; check the path (a weights file or a "
                           "fofakd train run directory).")
+    if source is not None and source.suffix == ".pt" and source.parent.name == "checkpoints" and not cfg.teacher:
+        raise FofakdError(f"'{source}' is a training checkpoint; pass its run directory '{source.parent.parent}' "
+                          "as --teacher-checkpoint (a finished run), or name the model with --teacher.")
+    if source is not None and source.is_dir() and not (source / "student.safetensors").is_file() \
+            and (source / "checkpoints").is_dir():
+        raise FofakdError(f"teacher run '{source}' has not finished (no student.safetensors); finish it with "
+                          f"`fofakd train {source} --resume`, or pass a finished run.")
     if not cfg.teacher and not (source is not None and checkpoint_spec(source)):
         raise FofakdError(f"fofakd {command} needs --teacher NAME, or --teacher-checkpoint pointing at a fofakd run "
                           "or export that names its model.")

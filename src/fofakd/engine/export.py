@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from ..errors import FofakdError
-from .run_dir import read_student_spec, write_weights
+from ..files import check_target, write_atomic
+from .run_dir import MARKER, RUN_DIRS, RUN_FILES, RunDir, read_student_spec, write_weights
 from .tasks import task_of
 
 FORMATS = ("onnx", "torchscript", "safetensors")
@@ -55,11 +56,14 @@ def export_student(checkpoint: str | Path, fmt: str, out: str | Path, overwrite:
 
 
 def check_export_target(out: Path, overwrite: bool) -> None:
-    """Refuse a folder, or an existing file unless `overwrite`, before anything is loaded or written."""
-    if out.is_dir():
-        raise FofakdError(f"--out '{out}' is a folder; give the file to write, e.g. '{out / 'student.onnx'}'.")
-    if out.exists() and not overwrite:
-        raise FofakdError(f"'{out}' already exists; pass --overwrite to replace it, or choose another --out.")
+    """Refuse a folder, a file a run owns, or an existing file unless `overwrite`, before anything is loaded."""
+    check_target(out, overwrite)
+    run = RunDir(out.absolute().parent.parent if out.absolute().parent.name in RUN_DIRS else out.absolute().parent)
+    relative = out.absolute().relative_to(run.path)
+    owned = relative.parts[0] in (*RUN_FILES, *RUN_DIRS, MARKER)
+    if owned and run.is_fofakd_run():
+        raise FofakdError(f"'{out}' belongs to the run in '{run.path}' (it resumes, evaluates or exports from it); "
+                          "choose an --out outside the run's own files.")
 
 
 def _export(checkpoint: str | Path, fmt: str, out: str | Path, fold_normalisation: bool = False) -> dict[str, Any]:
@@ -70,11 +74,14 @@ def _export(checkpoint: str | Path, fmt: str, out: str | Path, fold_normalisatio
     out.parent.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"format": fmt, "out": str(out), "model": spec["model"]}
     if fmt == "safetensors":  # one file: the spec travels in its metadata
-        tmp = out.with_name(f".{out.name}.tmp")
-        write_weights(model, spec, tmp)
-        tmp.replace(out)
+        write_weights(model, spec, out)
         return report
-    return {**report, **task_of(spec).export(model, spec, fmt, out, fold_normalisation)}
+
+    def write(tmp: Path) -> None:
+        report.update(task_of(spec).export(model, spec, fmt, tmp, fold_normalisation))
+
+    write_atomic(out, write)
+    return report
 
 
 def onnxruntime_module() -> ModuleType:

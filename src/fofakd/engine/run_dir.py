@@ -10,13 +10,17 @@ from typing import Any
 
 import torch
 import yaml
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from ..errors import FofakdError
+from ..files import write_atomic, write_text
 from ..models.spec_file import SPEC_KEY, checkpoint_spec
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json", "student.safetensors", "student.json")
 RUN_DIRS = ("checkpoints", "tensorboard")
+MARKER = ".fofakd-run"  # written when a run starts: the folder's run files are fofakd's own
+# Config keys every fofakd run's config.yaml has had: how a run made before the marker existed is recognised.
+_RUN_CONFIG_KEYS = {"method", "method_options", "epochs", "out", "task"}
 
 
 class RunDir:
@@ -33,7 +37,25 @@ class RunDir:
     def holds_run(self) -> bool:
         """Whether the folder holds something worth keeping: a checkpoint or a finished run's results. The leftovers
         of a run that failed before its first checkpoint are not, so the same command can start it again."""
-        return any(p.exists() for p in (self.last, self.path / "summary.json", self.path / "student.safetensors"))
+        checkpoints = self.checkpoints.is_dir() and any(self.checkpoints.glob("*.pt"))
+        return checkpoints or any((self.path / name).exists() for name in ("summary.json", "student.safetensors"))
+
+    def is_fofakd_run(self) -> bool:
+        """Whether fofakd made this folder's run files: its marker is there, or (for runs made before the marker)
+        its config.yaml is a fofakd run's."""
+        if (self.path / MARKER).is_file():
+            return True
+        try:
+            config = yaml.safe_load((self.path / "config.yaml").read_text())
+        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            return False
+        return isinstance(config, dict) and _RUN_CONFIG_KEYS <= set(config)
+
+    def foreign_files(self) -> list[str]:
+        """The names in the folder when it is not a fofakd run's (none when it is, or does not exist)."""
+        if not self.path.is_dir() or self.is_fofakd_run():
+            return []
+        return sorted(p.name for p in self.path.iterdir() if p.name != self.lock_file.name)
 
     @property
     def lock_file(self) -> Path:
@@ -91,6 +113,9 @@ class RunDir:
 
     def check(self, resume: bool, overwrite: bool) -> None:
         """Refuse a directory the run may not use; changes nothing."""
+        if self.path.is_symlink() and not self.path.exists():
+            raise FofakdError(f"--out '{self.path}' is a link to nothing (or a loop of links); remove the link or "
+                              "choose another --out.")
         if self.path.exists() and not self.path.is_dir():
             raise FofakdError(f"output path '{self.path}' is a file; choose a directory for --out.")
         existing = next(p for p in (self.path.absolute(), *self.path.absolute().parents) if p.exists())
@@ -100,24 +125,43 @@ class RunDir:
             raise FofakdError(f"'{existing}' is not writable, so the run cannot be written to '{self.path}'; choose "
                               "a writable --out.")
         self._refuse_if_held()
+        if resume and overwrite:
+            raise FofakdError("--resume continues a run and --overwrite replaces it; pass one of them.")
         if resume:
-            if not self.last.is_file():
-                raise FofakdError(f"there is no checkpoint to resume in '{self.path}' (no checkpoints/last.pt); "
-                                  "start the run without --resume.")
-        elif self.holds_run() and not overwrite:
+            if self.last.is_file():
+                return
+            if self.best.is_file():
+                raise FofakdError(f"'{self.path}' has no checkpoints/last.pt to resume, but has best.pt: copy it to "
+                                  "last.pt to resume from the best epoch, or pass --overwrite to start again.")
+            raise FofakdError(f"there is no checkpoint to resume in '{self.path}' (no checkpoints/last.pt); "
+                              "start the run without --resume.")
+        foreign = self.foreign_files()
+        clashing = [name for name in foreign if name in (*RUN_FILES, *RUN_DIRS)]
+        if clashing:
+            raise FofakdError(f"'{self.path}' holds {', '.join(clashing)}, which fofakd did not write and a run "
+                              "would replace; choose another --out.")
+        if foreign and not overwrite:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise FofakdError(f"'{self.path}' holds files fofakd did not write ({shown}); choose an empty or new "
+                              "--out, or pass --overwrite to write the run beside them.")
+        if self.holds_run() and not overwrite:
             raise FofakdError(f"'{self.path}' already holds a run; pass --resume to continue it, --overwrite to "
                               "replace it, or choose another --out.")
 
     def start_new(self) -> None:
-        """Clear an old run (only reached with --overwrite) and create the directory."""
-        for name in RUN_FILES:
-            (self.path / name).unlink(missing_ok=True)
-        for name in RUN_DIRS:
-            shutil.rmtree(self.path / name, ignore_errors=True)
+        """Clear an old fofakd run's files (only reached with --overwrite, or after a run that failed before its
+        first checkpoint) and mark the folder as a fofakd run's; files fofakd did not write stay."""
         self.path.mkdir(parents=True, exist_ok=True)
+        if self.is_fofakd_run():
+            for name in RUN_FILES:
+                (self.path / name).unlink(missing_ok=True)
+            for name in RUN_DIRS:
+                shutil.rmtree(self.path / name, ignore_errors=True)
+        write_text(self.path / MARKER, "This folder holds a fofakd run; fofakd replaces its run files only when "
+                                       "told to (--overwrite).\n")
 
     def write_config(self, config: dict[str, Any]) -> None:
-        (self.path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        write_text(self.path / "config.yaml", yaml.safe_dump(config, sort_keys=False))
 
     def update_config(self, changes: dict[str, Any]) -> None:
         """Rewrite config.yaml with `changes` (what a resumed run may change)."""
@@ -127,12 +171,10 @@ class RunDir:
 
     def write_metrics(self, history: list[dict[str, Any]]) -> None:
         """Rewrite metrics.jsonl from the run's history (so a resumed run never duplicates an epoch)."""
-        tmp = self.metrics.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(row) + "\n" for row in history))
-        tmp.replace(self.metrics)
+        write_text(self.metrics, "".join(json.dumps(row) + "\n" for row in history))
 
     def write_json(self, name: str, data: dict[str, Any]) -> None:
-        (self.path / name).write_text(json.dumps(data, indent=2) + "\n")
+        write_text(self.path / name, json.dumps(data, indent=2) + "\n")
 
 
 def follow_umask(path: str | Path) -> None:
@@ -146,17 +188,25 @@ def save_student(student: torch.nn.Module, spec: dict[str, Any], folder: str | P
     """The bare student as student.safetensors, its spec embedded in the file's metadata and beside it as
     student.json (for people and older readers)."""
     folder = Path(folder)
-    weights = write_weights(student, spec, folder / "student.safetensors")
-    (folder / "student.json").write_text(json.dumps(spec, indent=2) + "\n")
+    kept = "the run's checkpoints/last.pt is intact, so --resume writes the student again"
+    weights = write_weights(student, spec, folder / "student.safetensors", kept)
+    write_text(folder / "student.json", json.dumps(spec, indent=2) + "\n", kept)
     return weights
 
 
-def write_weights(model: torch.nn.Module, spec: dict[str, Any], path: Path) -> Path:
-    """`model`'s state dict as one self-describing safetensors file (the spec in its metadata), with the umask."""
+def write_weights(model: torch.nn.Module, spec: dict[str, Any], path: Path, kept: str = "") -> Path:
+    """`model`'s state dict as one self-describing safetensors file (the spec in its metadata), with the umask;
+    `kept` says what the user still has if the write fails (see `fofakd.files.write_atomic`)."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(path), metadata={"model": spec["model"], SPEC_KEY: json.dumps(spec)})
-    follow_umask(path)
-    return path
+
+    data = save(state, metadata={"model": spec["model"], SPEC_KEY: json.dumps(spec)})  # written below by Python,
+    # so a full disk is an OSError with its reason rather than safetensors' own error type
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(data)
+        follow_umask(tmp)
+
+    return write_atomic(path, write, kept)
 
 
 def read_student_spec(checkpoint: str | Path) -> tuple[dict[str, Any], Path]:
@@ -164,7 +214,13 @@ def read_student_spec(checkpoint: str | Path) -> tuple[dict[str, Any], Path]:
     path = Path(checkpoint)
     weights = path / "student.safetensors" if path.is_dir() else path
     if not weights.is_file():
-        raise FofakdError(f"'{path}' holds no student.safetensors; pass a finished fofakd run directory or the file.")
+        unfinished = (path / "checkpoints" / "last.pt").is_file()
+        raise FofakdError(f"'{path}' holds no student.safetensors; "
+                          + ("the run has not finished: resume it to the end, or pass its checkpoints/last.pt."
+                             if unfinished else "pass a finished fofakd run directory or the file."))
+    if weights.suffix != ".safetensors":
+        raise FofakdError(f"'{weights}' is not a .safetensors file; pass a fofakd run directory, its "
+                          "student.safetensors, a safetensors export or a training checkpoint (.pt).")
     spec = checkpoint_spec(weights)
     if spec is None:
         raise FofakdError(f"'{weights}' does not say which model it holds (no fofakd spec in it and no student.json "

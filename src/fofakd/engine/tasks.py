@@ -63,8 +63,9 @@ class TrainingTask:
         raise NotImplementedError
 
     def run_config(self) -> dict[str, Any]:
-        """The run's config as config.yaml records it (its `task` included)."""
-        config = self.cfg.to_dict()
+        """The run's config as config.yaml records it (its `task` included). How this invocation treats the folder
+        (--resume, --overwrite, --stop-after) is not the run's: `train --config RUN/config.yaml` must not inherit it."""
+        config = {k: v for k, v in self.cfg.to_dict().items() if k not in ("resume", "overwrite", "stop_after")}
         if self.command == "train":  # no teacher, no method: say so rather than show the distill default
             config.update(method="scratch", method_options={})
         return config

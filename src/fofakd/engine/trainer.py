@@ -79,12 +79,6 @@ class Trainer:
                 self.distiller, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 broadcast_buffers=False, find_unused_parameters=self.distiller.ddp_find_unused_parameters,
             )
-        # Only now, with data and models built (so a typo cannot cost the old run), may an old run be replaced.
-        if self.info.is_main:
-            self.run_dir.acquire()  # released when fit() ends, however it ends
-        if self.info.is_main and not cfg.resume:
-            self.run_dir.start_new()
-        barrier(self.info)
         self.epoch, self.step, self.best_score, self.history = 0, 0, -math.inf, []
         self.wall_time = 0.0
         # Within an epoch: batches done, and the running loss sums (saved when a signal stops the run mid-epoch).
@@ -93,8 +87,16 @@ class Trainer:
         self.stop_signal = 0
         if cfg.resume:
             self._restore()
-            if self.info.is_main:  # --epochs may grow on resume: the run's config.yaml says what it now runs to
+        # Only now, with data and models built and the checkpoint read (so a mistake cannot cost the old run), may
+        # the folder be taken and an old run be replaced.
+        if self.info.is_main:
+            self.run_dir.acquire()  # released when fit() ends, however it ends
+            if cfg.resume:  # --epochs may grow on resume: the run's config.yaml says what it now runs to
                 self.run_dir.update_config({"epochs": cfg.epochs})
+            else:
+                self.run_dir.start_new()
+        barrier(self.info)
+        if cfg.resume:
             self._log(f"resuming {self.run_dir.path} at epoch {self.epoch + 1}, step {self.step}")
         else:
             self._log(f"run directory: {self.run_dir.path}")
@@ -151,6 +153,9 @@ class Trainer:
         self.epoch, self.step, self.best_score = state["epoch"], state["step"], state["best_score"]
         self.history, self.wall_time = list(state["history"]), state["wall_time"]
         self.epoch_step, self.partial = state["epoch_step"], state["partial"]
+        if self.cfg.epochs < self.epoch:
+            raise FofakdError(f"--epochs {self.cfg.epochs} is fewer than the {self.epoch} epochs '{self.run_dir.path}' "
+                              f"has already trained; give --epochs {self.epoch} or more to resume it.")
         # Applied once the epoch's loader has replayed the batches already trained on (see _train_epoch).
         self.pending_rng = process_state["rng"]
 
@@ -235,6 +240,9 @@ class Trainer:
                 self.save(best=False)
                 raise RunInterrupted(signum, str(self.run_dir.last))
         bar.close()
+        if samples == 0:
+            raise FofakdError(f"epoch {self.epoch + 1} trained on no image: every training image was unreadable (the "
+                              "warnings above name them); fix or replace the images.")
         elapsed = before + time.perf_counter() - start
         self.epoch_step, self.partial = 0, {"sums": {}, "samples": 0, "elapsed": 0.0}
         if self.scheduler:

@@ -300,8 +300,16 @@ def embedding_dim(model: nn.Module, input_size: Sequence[int]) -> int:
         model.train(was_training)
 
 
-def stage_positions(selection: Sequence[int] | None, num_stages: int) -> list[int]:
-    """Normalise a stage selection (None = all, negatives count from the end) to sorted positions."""
+def stage_positions(selection: Sequence[int] | None, num_stages: int, option: str = "stages") -> list[int]:
+    """Normalise a stage selection (None = all, negatives count from the end) to sorted positions.
+
+    Raises:
+        FofakdError: A position is not one of the `num_stages` stages (`option` names the method option).
+    """
     if selection is None:
         return list(range(num_stages))
+    outside = [p for p in selection if not -num_stages <= p < num_stages]
+    if outside:
+        raise FofakdError(f"method option '{option}' names stage {outside[0]}, but there are {num_stages} stages: "
+                          f"give positions from 0 to {num_stages - 1} (or -{num_stages} to -1).")
     return sorted({p + num_stages if p < 0 else p for p in selection})

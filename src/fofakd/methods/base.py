@@ -8,6 +8,7 @@ from torch import nn
 
 from ..errors import FofakdError
 from ..features.stages import ModelStages
+from ..options import FRACTION, NON_NEGATIVE, Range
 from .losses import task_loss
 from .source import ClassifierSource, FeatureSource, LossParts  # noqa: F401 (LossParts: for methods)
 
@@ -38,6 +39,8 @@ class Distiller(nn.Module):
     # The tasks whose feature sources this method can use.
     tasks: tuple[str, ...] = ("classification",)
     method_name = "distiller"  # set by `register_method`
+    # The range of each numeric option (a subclass's are added to its bases'); kinds come from the type hints.
+    option_ranges: dict[str, Range] = {"ce_weight": NON_NEGATIVE, "label_smoothing": FRACTION}
 
     def __init__(
         self,

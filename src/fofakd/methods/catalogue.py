@@ -4,12 +4,12 @@ from __future__ import annotations
 import json
 
 from ..method_catalogue import CATALOGUE
-from .registry import list_methods, method_options
+from .registry import list_methods, method_option_specs
 
 
 def live_catalogue() -> dict[str, dict[str, object]]:
-    """The registry's methods and option defaults, as JSON holds them."""
-    return json.loads(json.dumps({name: method_options(name) for name in list_methods()}))
+    """The registry's methods and their options' defaults, kinds and ranges, as JSON holds them."""
+    return json.loads(json.dumps({name: method_option_specs(name) for name in list_methods()}))
 
 
 if __name__ == "__main__":

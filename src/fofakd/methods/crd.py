@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..options import NON_NEGATIVE, POSITIVE
 from .base import Distiller, LossParts
 from .registry import register_method
 
@@ -38,6 +39,8 @@ class CRD(Distiller):
         crd_weight: Weight of the contrastive loss.
         **base_options: `ce_weight` and `label_smoothing` of the task loss (see `Distiller`).
     """
+
+    option_ranges = {"crd_weight": NON_NEGATIVE, "feat_dim": POSITIVE, "num_negatives": POSITIVE, "temperature": POSITIVE}
 
     def __init__(
         self,

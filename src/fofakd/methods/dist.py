@@ -7,6 +7,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from ..options import NON_NEGATIVE, POSITIVE
 from .base import LogitDistiller, LossParts
 from .registry import register_method
 
@@ -43,6 +44,8 @@ class DIST(LogitDistiller):
         **base_options: `ce_weight` and `label_smoothing` of the task loss (see `Distiller`).
         tau: Deprecated name of `temperature` (kept for one release).
     """
+
+    option_ranges = {"beta": NON_NEGATIVE, "gamma": NON_NEGATIVE, "temperature": POSITIVE, "tau": POSITIVE}
 
     def __init__(
         self,

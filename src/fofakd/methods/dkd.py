@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..options import NON_NEGATIVE, POSITIVE
 from .base import LogitDistiller, LossParts
 from .registry import register_method
 
@@ -54,6 +55,8 @@ class DKD(LogitDistiller):
         temperature: Softmax temperature.
         **base_options: `ce_weight` and `label_smoothing` of the task loss (see `Distiller`).
     """
+
+    option_ranges = {"alpha": NON_NEGATIVE, "beta": NON_NEGATIVE, "temperature": POSITIVE}
 
     def __init__(
         self,

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..options import NON_NEGATIVE, POSITIVE
 from ..features.layout import to_map
 from ..features.stages import stage_positions
 from ..modules.projectors import FeatureProjector
@@ -36,6 +37,8 @@ class FitNet(Distiller):
         teacher_stages: Teacher feature indices overriding the defaults.
         student_stages: Student feature indices overriding the defaults.
     """
+
+    option_ranges = {"fd_weight": NON_NEGATIVE, "kd_weight": NON_NEGATIVE, "temperature": POSITIVE}
 
     def __init__(
         self,

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..options import NON_NEGATIVE, POSITIVE
 from ..errors import FofakdError
 from ..features.hooks import StageInputHooks
 from ..features.layout import to_map
@@ -98,6 +99,10 @@ class FOFA(Distiller):
             given explicitly override the preset.
     """
 
+    option_ranges = {"dim": POSITIVE, "heads": POSITIVE, "num_queries": POSITIVE, "fd_warmup_steps": NON_NEGATIVE,
+                     "fd_weight": NON_NEGATIVE, "kd_weight": NON_NEGATIVE, "reg_weight": NON_NEGATIVE,
+                     "temperature": POSITIVE}
+
     # A prompt's fusion block has no gradient on the first step (there is no feedback yet), which DDP must allow.
     ddp_find_unused_parameters = True
     tasks = ("classification", "detection")
@@ -157,7 +162,7 @@ class FOFA(Distiller):
         )
         prompt_model, self.prompt_stages = self.source.prompt_sites(self.teacher_stages)
         prompt_stages = self.prompt_stages
-        positions = stage_positions(afp_stages, len(prompt_stages))
+        positions = stage_positions(afp_stages, len(prompt_stages), "afp_stages")
         self.prompts = nn.ModuleDict(
             {str(p): AdaptiveFeedbackPrompt(prompt_stages[p], se_mode, use_feedback,
                                             feedback_resize_first=choices["feedback_order"] == "resize_first")

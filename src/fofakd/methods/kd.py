@@ -6,6 +6,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from ..options import NON_NEGATIVE, POSITIVE
 from .base import LogitDistiller, LossParts
 from .losses import kd_loss
 from .registry import register_method
@@ -23,6 +24,8 @@ class KD(LogitDistiller):
         temperature: Softmax temperature T.
         **base_options: `ce_weight` and `label_smoothing` of the task loss (see `Distiller`).
     """
+
+    option_ranges = {"kd_weight": NON_NEGATIVE, "temperature": POSITIVE}
 
     def __init__(
         self,

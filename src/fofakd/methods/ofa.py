@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..options import NON_NEGATIVE, POSITIVE
 from ..errors import FofakdError
 from ..features.stages import discover_stages, forward_stages, stage_positions
 from ..modules.projectors import build_exit_branch
@@ -62,6 +63,9 @@ class OFA(Distiller):
         form: "code" (the OFA authors' loss, default) or "paper" (the formula printed in the paper).
         kd_weight: Deprecated name of `final_weight` (kept for one release).
     """
+
+    option_ranges = {"final_weight": NON_NEGATIVE, "ofa_weight": NON_NEGATIVE, "gamma": NON_NEGATIVE,
+                     "kd_weight": NON_NEGATIVE, "temperature": POSITIVE}
 
     def __init__(
         self,

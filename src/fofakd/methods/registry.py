@@ -1,8 +1,11 @@
 """Distillation methods by name."""
 from __future__ import annotations
 
+import collections.abc
 import inspect
-from typing import Callable, Sequence
+import types
+import typing
+from typing import Any, Callable, Sequence
 
 from torch import nn
 
@@ -33,19 +36,41 @@ def list_methods() -> list[str]:
 
 def get_method(name: str) -> type[Distiller]:
     if name not in _METHODS:
-        check_method(name, {}, {m: {} for m in _METHODS})
+        check_method(name, {}, {m: {} for m in _METHODS})  # raises: says which names are known
     return _METHODS[name]
 
 
 def method_options(name: str) -> dict[str, object]:
     """A method's options and their defaults (the base class's included)."""
-    options: dict[str, object] = {}
+    return {option: spec["default"] for option, spec in method_option_specs(name).items()}
+
+
+def method_option_specs(name: str) -> dict[str, dict[str, Any]]:
+    """A method's options as `method_catalogue.json` declares them: default, kinds (from the constructor's type
+    hints) and range (from the classes' `option_ranges`), the base class's options included."""
+    specs: dict[str, dict[str, Any]] = {}
     for cls in reversed(get_method(name).__mro__):
-        if issubclass(cls, Distiller):
-            for param in inspect.signature(cls.__init__).parameters.values():
-                if param.name not in _BASE_ARGS and param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
-                    options[param.name] = param.default
-    return options
+        if not issubclass(cls, Distiller):
+            continue
+        hints = typing.get_type_hints(cls.__init__)
+        for param in inspect.signature(cls.__init__).parameters.values():
+            if param.name not in _BASE_ARGS and param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
+                bounds = cls.option_ranges.get(param.name)
+                specs[param.name] = {"default": param.default, "kinds": option_kinds(hints[param.name]),
+                                     "range": list(bounds) if bounds is not None else None}
+    return specs
+
+
+def option_kinds(hint: Any) -> list[str]:
+    """The kinds (`fofakd.options.KIND_WORDS`) a type hint allows: `Sequence[int] | None` -> int list, none."""
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return [kind for arg in args for kind in option_kinds(arg)]
+    if hint is type(None):
+        return ["none"]
+    if typing.get_origin(hint) in (collections.abc.Sequence, list, tuple):
+        return [f"{option_kinds(args[0])[0]} list"]
+    return [{float: "float", int: "int", bool: "bool", str: "str", dict: "dict"}[hint]]
 
 
 def methods_for(task: str) -> list[str]:
@@ -67,6 +92,6 @@ def build_distiller(
     if task not in cls.tasks:
         raise FofakdError(f"method '{name}' needs what only {' and '.join(cls.tasks)} models give, so it cannot be "
                           f"used for {task}; use one of {', '.join(methods_for(task))}.")
-    check_method(name, options, {name: method_options(name)})
+    options = check_method(name, options, {name: method_option_specs(name)})
     defaults = source.method_defaults.get(name, {}) if source is not None else {}
     return cls(teacher=teacher, student=student, input_size=input_size, source=source, **{**defaults, **options})

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..options import NON_NEGATIVE
 from .base import Distiller, LossParts
 from .registry import register_method
 
@@ -52,6 +53,8 @@ class RKD(Distiller):
         angle_weight: Weight of the angle relation.
         **base_options: `ce_weight` and `label_smoothing` of the task loss (see `Distiller`).
     """
+
+    option_ranges = {"angle_weight": NON_NEGATIVE, "distance_weight": NON_NEGATIVE}
 
     def __init__(
         self,

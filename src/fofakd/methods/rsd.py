@@ -7,6 +7,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from ..options import NON_NEGATIVE, POSITIVE
 from ..errors import FofakdError
 from ..modules.init import init_weights
 from .base import Distiller, LossParts
@@ -54,6 +55,8 @@ class RSD(Distiller):
         gamma: Width of the projector's hidden layer, in multiples of the student's embedding width.
         **base_options: `ce_weight` and `label_smoothing` of the task loss (see `Distiller`).
     """
+
+    option_ranges = {"rsd_weight": NON_NEGATIVE, "kappa": NON_NEGATIVE, "gamma": POSITIVE}
 
     def __init__(
         self,

@@ -11,6 +11,7 @@ from ..engine.builder import build_run_models
 from ..engine.checkpoint import load_checkpoint
 from ..engine.config import RunConfig, run_task
 from ..errors import FofakdError
+from ..files import check_target, write_atomic
 from ..features.layout import to_map
 from ..features.stages import forward_stages
 from ..methods import build_distiller
@@ -47,8 +48,12 @@ def stage_attention(distiller, images: torch.Tensor) -> torch.Tensor:
     return received.view(len(images), len(maps), side, side)
 
 
-def draw_attention(run_dir: str | Path, out: str | Path, num_images: int = 4) -> Path:
-    """A PNG: one row per test image, the image and one heat map per student stage."""
+def draw_attention(run_dir: str | Path, out: str | Path, num_images: int = 4, overwrite: bool = False) -> Path:
+    """A PNG: one row per test image, the image and one heat map per student stage (`out` is replaced only with
+    `overwrite`)."""
+    if num_images < 1:
+        raise FofakdError(f"--images {num_images} draws nothing; give at least 1.")
+    check_target(out, overwrite)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -78,8 +83,6 @@ def draw_attention(run_dir: str | Path, out: str | Path, num_images: int = 4) ->
     fig.tight_layout(rect=(0, 0, 1, 0.96))
     fig.colorbar(shown, ax=axes[:, 1:].ravel().tolist(), shrink=0.8, label="attention received per region")
     fig.suptitle("region-aware attention received per stage region (share of all attention)", fontsize=9)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    write_atomic(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
-    return out
+    return Path(out)

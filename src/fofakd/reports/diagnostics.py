@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..files import write_atomic
 from .axes import set_value_axis
 
 # Panel title of each diagnostic family.
@@ -63,7 +64,6 @@ def plot_diagnostics(runs: list[dict[str, Any]], out: Path) -> Path | None:
     for ax in list(axes.flat)[len(families):]:
         ax.axis("off")
     fig.tight_layout()
-    path = out / "diagnostics.png"
-    fig.savefig(path, dpi=110)
+    path = write_atomic(out / "diagnostics.png", lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return path

@@ -11,6 +11,7 @@ import yaml
 
 from ..engine.config import run_task
 from ..errors import FofakdError
+from ..files import write_atomic, write_text
 from .axes import set_value_axis
 from .diagnostics import plot_diagnostics
 
@@ -21,28 +22,68 @@ def read_run(path: str | Path) -> dict[str, Any]:
     metrics = path / "metrics.jsonl"
     if not metrics.is_file():
         raise FofakdError(f"'{path}' is not a fofakd run directory (no metrics.jsonl); pass run directories.")
-    config = yaml.safe_load((path / "config.yaml").read_text()) if (path / "config.yaml").is_file() else {}
+    config = _read(path / "config.yaml", yaml.safe_load) or {}
     if run_task(config) != "classification":
         raise FofakdError(f"'{path}' is a detection run; reports compare classification runs (each detection run's "
                           "summary.json holds its mAP).")
-    summary = json.loads((path / "summary.json").read_text()) if (path / "summary.json").is_file() else {}
-    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    summary = _read(path / "summary.json", json.loads) or {}
+    rows = _read(metrics, lambda text: [json.loads(line) for line in text.splitlines() if line.strip()])
     label = summary.get("method") or ("scratch" if config.get("model") else config.get("method", path.name))
     return {"path": str(path), "label": label, "config": config, "summary": summary, "metrics": rows}
 
 
+def _read(path: Path, parse: Any) -> Any:
+    """A run file parsed, None when absent; a damaged file gets one sentence naming it."""
+    if not path.is_file():
+        return None
+    try:
+        value = parse(path.read_text())
+    except (ValueError, yaml.YAMLError, UnicodeDecodeError):
+        value = "damaged"
+    if value is not None and not isinstance(value, (dict, list)):
+        raise FofakdError(f"'{path}' is damaged (it does not parse); restore it, or leave its run out of the report.")
+    return value
+
+
+def finished(run: dict[str, Any]) -> bool:
+    """Whether a run has its final test score (an unfinished run's last validation score is no test score)."""
+    return run["summary"].get("test_top1") is not None
+
+
+def data_key(run: dict[str, Any]) -> str:
+    """What makes two runs' scores comparable: the task, the data (its folder, for image folders), the image size
+    and the student, e.g. "classification on fashion-mnist at 28 px, student resnet10t"."""
+    config = run["config"]
+    data = str(config.get("data", "?"))
+    if data == "imagefolder":
+        data += f" {config.get('data_dir')}"
+    student = config.get("student") or config.get("model") or "?"
+    size = f" at {config['img_size']} px" if config.get("img_size") else ""
+    return f"{run_task(config)} on {data}{size}, student {student}"
+
+
+def check_comparable(runs: list[dict[str, Any]]) -> None:
+    """Refuse runs of different data, image sizes, students or tasks: their scores cannot share a table."""
+    keys = list(dict.fromkeys(data_key(r) for r in runs))
+    if len(keys) > 1:
+        raise FofakdError(f"the runs are not comparable ({'; '.join(keys)}); report each data set and student "
+                          "separately.")
+
+
 def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per label: mean and spread over the runs (seeds) that share it."""
+    """One row per label: mean and spread over the finished runs (seeds) that share it; unfinished runs are
+    left out (`write_report` lists them)."""
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for run in runs:
-        groups[run["label"]].append(run)
+        if finished(run):
+            groups[run["label"]].append(run)
     table = []
     for label, members in groups.items():
         def values(key: str) -> list[float]:
             out = [m["summary"].get(key) for m in members]
             return [v for v in out if v is not None]
 
-        top1 = values("test_top1") or [m["metrics"][-1].get("val_top1", 0.0) for m in members]
+        top1 = values("test_top1")
         speeds = [statistics.mean(r["train_images_per_s"] for r in m["metrics"]) for m in members if m["metrics"]]
         table.append({
             "method": label, "runs": len(members),
@@ -104,8 +145,7 @@ def plot_curves(runs: list[dict[str, Any]], out: Path) -> Path:
         ax.axis("off")
     axes.flat[0].legend(fontsize=8)
     fig.tight_layout()
-    path = out / "curves.png"
-    fig.savefig(path, dpi=110)
+    path = write_atomic(out / "curves.png", lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return path
 
@@ -131,8 +171,7 @@ def plot_accuracy(table: list[dict[str, Any]], out: Path, title: str = "test top
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    path = out / "accuracy.png"
-    fig.savefig(path, dpi=110)
+    path = write_atomic(out / "accuracy.png", lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return path
 
@@ -159,19 +198,46 @@ def write_report(run_dirs: list[str | Path], out: str | Path, title: str | None 
     if not run_dirs:
         raise FofakdError("no run directories given; pass one or more fofakd run directories.")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_report_folder(out)
     runs = [read_run(p) for p in run_dirs]
+    check_comparable(runs)
     table = summarise(runs)
+    unfinished = [r for r in runs if not finished(r)]
     title = title or default_title(runs)
+    out.mkdir(parents=True, exist_ok=True)
     plot_curves(runs, out)
-    plot_accuracy(table, out)
+    if table:
+        plot_accuracy(table, out)
     diagnostics = plot_diagnostics(runs, out)
-    results = {"title": title, "table": table, "runs": [{k: r[k] for k in ("path", "label", "summary")} for r in runs]}
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "report.md").write_text(
-        f"# {title}\n\n{notes}\n\n{markdown_table(table) if show_table else ''}\n\n![accuracy](accuracy.png)\n\n"
-        "Validation top-1 and loss parts per epoch:\n\n![curves](curves.png)\n"
-        + ("\nFOFA's internals per epoch (beta, prompt size, feature loss and feedback per stage, RAA attention "
-           "entropy):\n\n![diagnostics](diagnostics.png)\n" if diagnostics else "")
-    )
+    results = {"title": title, "data": data_key(runs[0]), "table": table,
+               "runs": [{k: r[k] for k in ("path", "label", "summary")} | {"finished": finished(r)} for r in runs]}
+    pending = "".join(f"- {r['path']} ({r['label']}): epoch {len(r['metrics'])} of "
+                      f"{r['config'].get('epochs', '?')}\n" for r in unfinished)
+    scores = (f"{markdown_table(table)}\n\n![accuracy](accuracy.png)" if table
+              else "No run has finished, so there is no test score yet.")
+    write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
+    write_text(out / "report.md",
+               f"# {title}\n\n{notes}\n\n{scores if show_table else ''}\n\n"
+               + (f"Unfinished runs, not scored (resume them to score them):\n\n{pending}\n" if pending else "")
+               + "Validation top-1 and loss parts per epoch:\n\n![curves](curves.png)\n"
+               + ("\nFOFA's internals per epoch (beta, prompt size, feature loss and feedback per stage, RAA "
+                  "attention entropy):\n\n![diagnostics](diagnostics.png)\n" if diagnostics else ""))
     return results
+
+
+REPORT_FILES = ("report.md", "results.json", "curves.png", "accuracy.png", "diagnostics.png")
+
+
+def check_report_folder(out: Path) -> None:
+    """Refuse a file as the folder, or a folder holding report files that an earlier fofakd report did not write."""
+    if out.exists() and not out.is_dir():
+        raise FofakdError(f"--out '{out}' is a file; the report needs a folder (it writes report.md and plots).")
+    present = [name for name in REPORT_FILES if (out / name).exists()]
+    if not present:
+        return
+    try:
+        earlier = json.loads((out / "results.json").read_text())
+    except (OSError, ValueError):
+        earlier = None
+    if not (isinstance(earlier, dict) and {"title", "table", "runs"} <= set(earlier)):
+        raise FofakdError(f"'{out}' holds {', '.join(present)}, which no fofakd report wrote; choose another --out.")
