@@ -9,7 +9,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-import accuracy as bench
+import matched as bench
 
 # The options the investigation may change, with the current default first: {option: {value: variant label}}.
 DECISIONS = {

@@ -18,9 +18,9 @@ The screen is one seed, decided on validation. Its cells, in the order they run:
 2. in the paper-like geometry on ResNet -> ViT: FOFA and KD with the authors' clipping at 5, FOFA at the authors'
    RAA width 512, the ladder (features only, + RAA, + AFP without feedback, full FOFA), RSD, and FitNet with the
    FOFA authors' KD term;
-3. ResNet -> ViT with 4x the steps in both geometries: scratch, kd, fitnet, fofa (today's records serve the
-   matched geometry at today's steps);
-4. ViT -> CNN, paper-like geometry, today's steps: scratch, kd, fitnet, fofa.
+3. ViT -> CNN, paper-like geometry, today's steps: scratch, kd, fitnet, fofa;
+4. ResNet -> ViT with 4x the steps, paper-like geometry first, then the matched one: scratch, kd, fitnet, fofa
+   (today's records serve the matched geometry at today's steps).
 
 Runs are recorded in benchmarks/results/screen_runs.jsonl (keyed by the regime's hash) and resume like the
 accuracy benchmark's; `--worker I/N` takes every N-th job from the I-th, so N processes share the screen.
@@ -37,7 +37,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import accuracy as bench
+import matched as bench
 from regime import RESULTS, Regime, distil, ensure_teacher, geometry, load_records, teacher_index
 
 HERE = Path(__file__).parent
@@ -87,8 +87,8 @@ def jobs() -> list[tuple[Regime, tuple[str, str], str, str, dict, dict | None]]:
     core = [(m, m, FOFA if m == "fofa" else {}, None) for m in CORE]
     out = [(UPSAMPLED, pair, *job) for pair in [("ResNet", "ViT"), ("ConvNeXt", "ViT")] for job in core]
     out += [(UPSAMPLED, ("ResNet", "ViT"), *job) for job in EXTRAS]
-    out += [(regime, ("ResNet", "ViT"), *job) for regime in (MATCHED_LONG, UPSAMPLED.longer(4)) for job in core]
     out += [(UPSAMPLED, ("ViT", "CNN"), *job) for job in core]
+    out += [(regime, ("ResNet", "ViT"), *job) for regime in (UPSAMPLED.longer(4), MATCHED_LONG) for job in core]
     return out
 
 

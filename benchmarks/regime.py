@@ -1,8 +1,9 @@
 """A benchmark regime (teachers, students, recipes, steps) and the machinery its runs share: shipped teachers, the
 resumable run records, one distillation run.
 
-`accuracy.py` defines the matched-grid regime and `geometry_screen.py` the paper-like one on top of this; both run
-their students through `distil`, so a record means the same thing in either.
+`matched.py` defines the matched-grid regime (run by `accuracy.py`) and `geometry_screen.py` the paper-like one on
+top of this; both run their students through `distil`, which makes each run with `fofakd compare`'s machinery, so
+a record means the same thing in either and a benchmark run is made exactly as a user's comparison makes it.
 """
 from __future__ import annotations
 
@@ -177,31 +178,38 @@ def load_records(regime: Regime) -> dict[str, dict[str, Any]]:
 def distil(regime: Regime, pair: tuple[str, str], method: str, options: dict, seed: int, label: str, work: Path,
            records: dict[str, dict[str, Any]], recipe: dict[str, Any] | None = None) -> dict[str, Any]:
     """One distillation run (or its record, when it already finished); `recipe` overrides the regime's student
-    recipe for this run (e.g. gradient clipping), and must then be part of `label`."""
+    recipe for this run (e.g. gradient clipping), and must then be part of `label`.
+
+    The run is made by `fofakd compare`'s machinery, as a user's comparison makes it: each (pair, label) is a
+    comparison of one method whose seeds are its run directories, checked against its recorded settings.
+    """
     key = f"{pair[0]}->{pair[1]}|{label}|seed{seed}"
     if key in records:
         return records[key]
-    from fofakd.engine.classification import run
-    from fofakd.engine.config import build_config
+    from fofakd.compare.plan import Comparison, check_settings
+    from fofakd.compare.runner import run_one
+    from fofakd.reports.report import read_run
 
-    folder = work / regime.hash() / f"{pair[0]}-{pair[1]}" / "".join(c if c.isalnum() else "_" for c in label) \
-        / f"seed{seed}"
     teacher, student = regime.teachers[pair[0]], regime.students[pair[1]]
-    resume = (folder / "checkpoints" / "last.pt").is_file()
-    summary = run(build_config({
+    shared = {
         **regime.student_recipe, **(recipe or {}), "student": student["model"], "student_kwargs": student["kwargs"],
         "teacher": teacher["model"], "teacher_kwargs": teacher["kwargs"],
-        "teacher_checkpoint": str(teacher_weights(regime, pair[0])), "method": method,
-        "method_options": options, "seed": seed, "epochs": regime.epochs, "out": str(folder),
+        "teacher_checkpoint": str(teacher_weights(regime, pair[0])), "epochs": regime.epochs,
         # The matched regime's runs began before fofakd fused its optimisers; every regime keeps the for-loop, so
         # that one table holds one implementation (outside the hash, which would discard every record).
-        "fused_optimizer": False, "resume": resume, "overwrite": not resume}), "distill")
-    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        "fused_optimizer": False}
+    folder = work / regime.hash() / "compare" / f"{pair[0]}-{pair[1]}" / "".join(c if c.isalnum() else "_"
+                                                                               for c in label)
+    comparison = Comparison(folder, [method], seed + 1, shared, {method: options})
+    check_settings(comparison)
+    run_one(comparison, method, seed)
+    run = read_run(comparison.run_dir(method, seed))
+    summary, rows = run["summary"], run["metrics"]
     record = {"key": key, "regime": regime.hash(), "pair": f"{pair[0]} -> {pair[1]}", "label": label,
               "method": method, "options": options, **({"recipe": recipe} if recipe else {}), "seed": seed,
               "test_top1": summary["test_top1"], "val_top1": rows[-1]["val_top1"],
               "train_time_s": summary["train_time_s"], "steps": regime.steps,
-              "extra_parameters": summary["extra_parameters"],
+              "extra_parameters": summary["extra_parameters"], "peak_memory_mb": summary.get("peak_memory_mb"),
               "diagnostics": [{k: v for k, v in r.items() if k.startswith(("diag/", "loss")) or k == "epoch"}
                               for r in rows] if method == "fofa" else []}
     regime.records.parent.mkdir(parents=True, exist_ok=True)

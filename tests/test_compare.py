@@ -75,9 +75,10 @@ def test_compare_reports_skips_finished_runs_and_refuses_a_changed_setting(teach
     results = json.loads((out / "results.json").read_text())
     assert set(results["methods"]) == {"scratch", "kd"} and results["runs_finished"] == 4
     for method in ("scratch", "kd"):
-        for seed in (0, 1):
-            summary = json.loads((out / method / f"seed{seed}" / "summary.json").read_text())
+        summaries = [json.loads((out / method / f"seed{seed}" / "summary.json").read_text()) for seed in (0, 1)]
+        for seed, summary in enumerate(summaries):
             assert results["methods"][method]["test_by_seed"][str(seed)] == summary["test_top1"]
+        assert results["methods"][method]["peak_memory_mb"] == max(s["peak_memory_mb"] for s in summaries)
     reference = results["reference"]
     other = "kd" if reference == "scratch" else "scratch"
     diffs = results["differences"][other]["val"]["differences"]

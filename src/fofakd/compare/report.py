@@ -13,7 +13,8 @@ from .stats import paired
 
 
 def _per_method(comparison: Comparison) -> dict[str, dict[str, Any]]:
-    """Per method: each finished seed's validation and test top-1, train time, images/s and extra parameters."""
+    """Per method: each finished seed's validation and test top-1, train time, images/s, peak memory and extra
+    parameters."""
     out: dict[str, dict[str, Any]] = {}
     for method, seed in comparison.runs():
         folder = comparison.run_dir(method, seed)
@@ -21,12 +22,14 @@ def _per_method(comparison: Comparison) -> dict[str, dict[str, Any]]:
             continue
         run = read_run(folder)
         row = out.setdefault(method, {"val": {}, "test": {}, "train_time_s": [], "images_per_s": [], "epochs": None,
+                                      "peak_memory_mb": [],
                                       "extra_parameters": run["summary"].get("extra_parameters", 0)})
         row["val"][seed] = run["metrics"][-1]["val_top1"]
         row["test"][seed] = run["summary"]["test_top1"]
         row["train_time_s"].append(run["summary"]["train_time_s"])
         row["images_per_s"].append(statistics.mean(r["train_images_per_s"] for r in run["metrics"]))
         row["epochs"] = run["summary"].get("epochs")
+        row["peak_memory_mb"].append(run["summary"].get("peak_memory_mb"))  # None for runs made before it existed
     return out
 
 
@@ -45,7 +48,8 @@ def summarise(comparison: Comparison) -> dict[str, Any]:
                          "test_std": test_sd, "val_by_seed": row["val"], "test_by_seed": row["test"],
                          "train_time_s": statistics.mean(row["train_time_s"]),
                          "images_per_s": statistics.mean(row["images_per_s"]),
-                         "extra_parameters": row["extra_parameters"], "epochs": row["epochs"]}
+                         "extra_parameters": row["extra_parameters"], "epochs": row["epochs"],
+                         "peak_memory_mb": max(row["peak_memory_mb"]) if None not in row["peak_memory_mb"] else None}
     reference = comparison.reference or (max(table, key=lambda m: table[m]["val_mean"]) if table else None)
     differences = {
         m: {"val": paired(table[m]["val_by_seed"], table[reference]["val_by_seed"]),
@@ -83,11 +87,12 @@ def recommend(table: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def markdown(comparison: Comparison, results: dict[str, Any]) -> str:
     table, epochs = results["methods"], {r["epochs"] for r in results["methods"].values()}
     lines = [f"Runs finished: {results['runs_finished']} of {results['runs_expected']}.", "",
-             "| method | seeds | val top-1 (%) | test top-1 (%) | train time (s) | images/s | training-only parameters |",
-             "|---|---|---|---|---|---|---|"]
+             "| method | seeds | val top-1 (%) | test top-1 (%) | train time (s) | images/s | peak memory (MiB) "
+             "| training-only parameters |", "|---|---|---|---|---|---|---|---|"]
     for m, r in table.items():
+        memory = f"{r['peak_memory_mb']:.0f}" if r["peak_memory_mb"] is not None else "-"
         lines.append(f"| {m} | {len(r['seeds'])} | {r['val_mean']:.2f} ± {r['val_std']:.2f} | {r['test_mean']:.2f} "
-                     f"± {r['test_std']:.2f} | {r['train_time_s']:.0f} | {r['images_per_s']:.0f} | "
+                     f"± {r['test_std']:.2f} | {r['train_time_s']:.0f} | {r['images_per_s']:.0f} | {memory} | "
                      f"{r['extra_parameters'] / 1e6:.2f} M |")
     if results["differences"]:
         lines += ["", f"Paired differences against **{results['reference']}** ({results['reference_chosen']}): "

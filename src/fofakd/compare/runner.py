@@ -61,8 +61,12 @@ def write_run_config(comparison: Comparison, method: str, seed: int) -> Path:
     return path
 
 
-def _in_process(comparison: Comparison, method: str, seed: int) -> None:
+def run_one(comparison: Comparison, method: str, seed: int) -> None:
+    """Make (or continue) one run of the comparison in this process; a finished run is left as it is."""
     from ..engine.classification import run
+
+    if run_state(comparison, method, seed) == "done":
+        return
 
     resume = run_state(comparison, method, seed) == "partial"
     cfg = build_config({**comparison.run_options(method, seed), "resume": resume})
@@ -117,7 +121,7 @@ def execute(comparison: Comparison, on_change: Callable[[], None], echo: Callabl
             if comparison.parallel > 1:
                 _subprocess(comparison, method, seed, slot)
             else:
-                _in_process(comparison, method, seed)
+                run_one(comparison, method, seed)
         except RunInterrupted:
             raise  # SIGTERM or Ctrl-C stops the comparison; the run keeps its checkpoint
         except Exception as error:  # a failed run is reported and the others go on

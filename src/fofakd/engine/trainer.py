@@ -21,6 +21,7 @@ from .config import TrainingConfig
 from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from .evaluate import autocast_context
 from .faults import fault_point
+from .memory import peak_memory_mb, reset_peak_memory
 from .run_dir import RunDir, save_student
 from .tasks import TrainingTask
 
@@ -275,6 +276,7 @@ class Trainer:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(self.run_dir.tensorboard), purge_step=self.epoch + 1) if self.info.is_main else None
+        reset_peak_memory(self.device)
         handlers = {}
         if threading.current_thread() is threading.main_thread():
             handlers = {sig: signal.signal(sig, self._signal_handler) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -330,6 +332,8 @@ class Trainer:
             "train_time_s": self.wall_time, "extra_parameters": self.distiller.num_extra_parameters(),
             "student_parameters": sum(p.numel() for p in self.distiller.student.parameters()),
             "weights": "ema" if self.ema else "final",
+            # Of this invocation (a resumed run's counts from its resume); process RSS on a CPU, tensors on a GPU.
+            "peak_memory_mb": peak_memory_mb(self.device),
         }
         if self.info.is_main:
             save_student(final, self.spec, self.run_dir.path)
