@@ -12,6 +12,7 @@ import yaml
 
 from ..engine.config import build_config, fields_of, parse_key_values
 from ..errors import FofakdError
+from ..files import write_text
 
 SETTINGS_FILE = "compare.yaml"
 COMPARE_KEYS = ("methods", "seeds", "reference", "parallel")
@@ -167,4 +168,4 @@ def check_settings(comparison: Comparison) -> None:
         raise FofakdError(f"--out '{comparison.out}' holds files but no {SETTINGS_FILE}, so it is not a fofakd "
                           "comparison; pass a new or empty folder.")
     comparison.out.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(now, sort_keys=False))
+    write_text(path, yaml.safe_dump(now, sort_keys=False))

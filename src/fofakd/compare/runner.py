@@ -14,6 +14,7 @@ import yaml
 
 from ..engine.config import build_config, check_run
 from ..errors import FofakdError, RunInterrupted
+from ..files import write_text
 from .plan import Comparison
 
 STATE_DIR = ".compare"  # per-run configs and logs of parallel runs
@@ -56,9 +57,7 @@ def shown_command(comparison: Comparison, method: str, seed: int) -> str:
 
 def write_run_config(comparison: Comparison, method: str, seed: int) -> Path:
     path = comparison.out / STATE_DIR / f"{method}-seed{seed}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(comparison.run_options(method, seed), sort_keys=False))
-    return path
+    return write_text(path, yaml.safe_dump(comparison.run_options(method, seed), sort_keys=False))
 
 
 def run_one(comparison: Comparison, method: str, seed: int) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.config import build_config
+from ..files import write_text
 from .config import DetectionConfig
 from .trainer import run_detection
 
@@ -79,8 +80,8 @@ def run_detection_demo(out: str | Path = "demo-detection", quick: bool = False) 
              f"{images // 4} validation images of 96 x 96 px; COCO box mAP (%) on the validation images. Teacher "
              f"{t_epochs} epochs, students {s_epochs} epochs, one seed; total time "
              f"{time.perf_counter() - start:.0f} s.")
-    (out / "report.md").write_text(f"# fofakd detection demo ({size})\n\n{notes}\n\n{table}\n")
-    (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+    write_text(out / "report.md", f"# fofakd detection demo ({size})\n\n{notes}\n\n{table}\n")
+    write_text(out / "results.json", json.dumps(rows, indent=2) + "\n")
     print(table)
     print(f"report: {out / 'report.md'}")
     return rows

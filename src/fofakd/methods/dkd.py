@@ -9,12 +9,8 @@ from torch import nn
 
 from ..options import NON_NEGATIVE, POSITIVE
 from .base import LogitDistiller, LossParts
+from .losses import hard_labels
 from .registry import register_method
-
-
-def hard_labels(targets: torch.Tensor) -> torch.Tensor:
-    """Class indices from index targets or from soft (mixup) targets."""
-    return targets.argmax(dim=-1) if targets.ndim == 2 else targets
 
 
 def dkd_parts(

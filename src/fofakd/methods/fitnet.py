@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..options import NON_NEGATIVE, POSITIVE
 from ..features.layout import to_map
 from ..features.stages import stage_positions
 from ..modules.projectors import FeatureProjector
+from ..options import NON_NEGATIVE, POSITIVE
 from .base import Distiller, LossParts
 from .losses import kd_loss
 from .registry import register_method

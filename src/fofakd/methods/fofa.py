@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..options import NON_NEGATIVE, POSITIVE
 from ..errors import FofakdError
 from ..features.hooks import StageInputHooks
 from ..features.layout import to_map
@@ -16,6 +15,7 @@ from ..modules.aligners import build_region_aligner
 from ..modules.init import INIT_MODES, reset_to_torch_defaults
 from ..modules.prompts import AdaptiveFeedbackPrompt
 from ..modules.raa import RegionAwareAttention
+from ..options import NON_NEGATIVE, POSITIVE
 from .base import Distiller, LossParts
 from .losses import hcl_loss, kd_loss, kl_divergence
 from .registry import register_method

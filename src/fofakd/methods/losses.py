@@ -9,6 +9,11 @@ import torch.nn.functional as F
 from ..features.layout import to_map
 
 
+def hard_labels(targets: torch.Tensor) -> torch.Tensor:
+    """Class indices from index targets or from soft (mixup) targets."""
+    return targets.argmax(dim=-1) if targets.ndim == 2 else targets
+
+
 def task_loss(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
     """Cross-entropy with class-index targets (optionally label-smoothed) or soft targets (B, K) from mixup."""
     logits = logits.float()

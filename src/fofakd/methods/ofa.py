@@ -8,12 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..options import NON_NEGATIVE, POSITIVE
 from ..errors import FofakdError
 from ..features.stages import discover_stages, forward_stages, stage_positions
 from ..modules.projectors import build_exit_branch
+from ..options import NON_NEGATIVE, POSITIVE
 from .base import Distiller, LossParts
-from .dkd import hard_labels
+from .losses import hard_labels
 from .registry import register_method
 
 

@@ -9,8 +9,8 @@ from typing import Any, Callable, Sequence
 
 from torch import nn
 
-from ..method_catalogue import check_method
 from ..errors import FofakdError
+from ..method_catalogue import check_method
 from .base import Distiller
 from .source import FeatureSource
 

@@ -7,9 +7,9 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ..options import NON_NEGATIVE, POSITIVE
 from ..errors import FofakdError
 from ..modules.init import init_weights
+from ..options import NON_NEGATIVE, POSITIVE
 from .base import Distiller, LossParts
 from .registry import register_method
 
