@@ -23,7 +23,8 @@ The screen is one seed, decided on validation. Its cells, in the order they run:
    (today's records serve the matched geometry at today's steps).
 
 Runs are recorded in benchmarks/results/screen_runs.jsonl (keyed by the regime's hash) and resume like the
-accuracy benchmark's; `--worker I/N` takes every N-th job from the I-th, so N processes share the screen.
+accuracy benchmark's. Several processes started alike share the job list: each job (and each teacher to train) is
+claimed in the work folder while it runs, and a worker retries the jobs others hold until all are recorded.
 """
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import matched as bench
-from regime import RESULTS, Regime, distil, ensure_teacher, geometry, load_records, teacher_index
+from regime import (RESULTS, Regime, claim, distil, ensure_teacher, geometry, load_records, record_key, release,
+                    teacher_index)
 
 HERE = Path(__file__).parent
 RECORDS = RESULTS / "screen_runs.jsonl"
@@ -161,7 +163,8 @@ def write_report(note: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--worker", default="0/1", help="I/N: run every N-th job starting at the I-th")
+    parser.add_argument("--worker", default="0/1", help="I/N: run every N-th job starting at the I-th (workers started "
+                        "on the whole list share it through claims instead)")
     parser.add_argument("--work", default=str(Path.home() / ".cache" / "fofakd" / "accuracy"),
                         help="where run directories go (a cut-short run resumes from its checkpoint there)")
     parser.add_argument("--only-teachers", action="store_true", help="make sure the teachers exist, then stop")
@@ -179,12 +182,35 @@ def main() -> None:
         for kind in UPSAMPLED.teachers:
             ensure_teacher(UPSAMPLED, kind, work, retrain=False)
         return
-    for regime, pair, label, method, options, recipe in ([] if args.report_only else jobs()[index::count]):
-        ensure_teacher(regime, pair[0], work, retrain=False)  # trained and shipped at first use
-        record = distil(regime, pair, method, options, 0, label, work, load_records(regime), recipe)
-        print(f"[{(time.perf_counter() - start) / 60:.1f} min] {regime.name}: {pair[0]} -> {pair[1]} {label}: "
-              f"val {record['val_top1']:.2f} test {record['test_top1']:.2f}", flush=True)
-        write_report(note)
+    pending = [] if args.report_only else jobs()[index::count]
+    while pending:  # several workers share the list through claims; a job another worker holds is retried later
+        progressed = False
+        for job in list(pending):
+            regime, pair, label, method, options, recipe = job
+            name = f"{regime.hash()}|{record_key(pair, label, 0)}"
+            if record_key(pair, label, 0) in load_records(regime):
+                pending.remove(job)
+                continue
+            teacher = f"teacher|{regime.hash()}|{pair[0]}"
+            if not claim(work, teacher):
+                continue  # another worker is training this teacher
+            try:
+                ensure_teacher(regime, pair[0], work, retrain=False)  # trained and shipped at first use
+            finally:
+                release(work, teacher)
+            if not claim(work, name):
+                continue
+            try:
+                record = distil(regime, pair, method, options, 0, label, work, load_records(regime), recipe)
+            finally:
+                release(work, name)
+            pending.remove(job)
+            progressed = True
+            print(f"[{(time.perf_counter() - start) / 60:.1f} min] {regime.name}: {pair[0]} -> {pair[1]} {label}: "
+                  f"val {record['val_top1']:.2f} test {record['test_top1']:.2f}", flush=True)
+            write_report(note)
+        if pending and not progressed:
+            time.sleep(60)
     write_report(note)
 
 

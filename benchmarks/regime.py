@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import shutil
 import sys
 from dataclasses import dataclass, field, replace
@@ -183,7 +184,7 @@ def distil(regime: Regime, pair: tuple[str, str], method: str, options: dict, se
     The run is made by `fofakd compare`'s machinery, as a user's comparison makes it: each (pair, label) is a
     comparison of one method whose seeds are its run directories, checked against its recorded settings.
     """
-    key = f"{pair[0]}->{pair[1]}|{label}|seed{seed}"
+    key = record_key(pair, label, seed)
     if key in records:
         return records[key]
     from fofakd.compare.plan import Comparison, check_settings
@@ -217,3 +218,36 @@ def distil(regime: Regime, pair: tuple[str, str], method: str, options: dict, se
         f.write(json.dumps(record) + "\n")
     records[key] = record
     return record
+
+
+def record_key(pair: tuple[str, str], label: str, seed: int) -> str:
+    return f"{pair[0]}->{pair[1]}|{label}|seed{seed}"
+
+
+def claim(work: Path, job: str) -> bool:
+    """Take `job` for this process (work/claims/<job> holds its pid), so that several worker processes can share
+    one job list; False while another live process holds it. A claim left by a dead process is taken over."""
+    path = work / "claims" / "".join(c if c.isalnum() else "_" for c in job)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                holder = int(path.read_text())
+                os.kill(holder, 0)
+                if holder != os.getpid():
+                    return False
+            except (ValueError, OSError):
+                pass  # unreadable, or its process is gone: stale
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
+
+
+def release(work: Path, job: str) -> None:
+    (work / "claims" / "".join(c if c.isalnum() else "_" for c in job)).unlink(missing_ok=True)
+
