@@ -71,10 +71,12 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     model, spec, _ = load_student(args.checkpoint)
     if spec.get("task") == "detection":
         raise FofakdError(f"'{args.checkpoint}' holds a detector; evaluate it with `fofakd detect eval`.")
-    data_name = args.data or spec["data"]
+    data_name = args.data or spec.get("data")
+    if not data_name:
+        raise FofakdError(f"'{args.checkpoint}' does not record its data set; name it with --data (and --data-dir).")
     options = {"data": data_name, "img_size": spec["img_size"], "eval_batch_size": args.batch_size,
                "test_subset": args.subset}
-    data_dir = args.data_dir or (spec.get("data_dir") if data_name == spec["data"] else None)
+    data_dir = args.data_dir or (spec.get("data_dir") if data_name == spec.get("data") else None)
     if data_dir:
         options["data_dir"] = data_dir
     data = build_eval_data(build_config(options))
@@ -199,8 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="export the bare student or detector (ONNX is checked with onnxruntime)")
     export.add_argument("--checkpoint", required=True, help="run directory, student.safetensors or checkpoint .pt")
-    export.add_argument("--format", required=True, choices=("onnx", "torchscript", "safetensors"))
-    export.add_argument("--out", required=True, help="output file")
+    export.add_argument("--format", required=True, choices=("onnx", "torchscript", "safetensors", "timm"),
+                        help="timm: a folder that plain timm loads with create_model('local-dir:OUT', pretrained=True)")
+    export.add_argument("--out", required=True, help="output file (a folder for --format timm)")
     export.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     export.add_argument("--fold-normalisation", action="store_true",
                         help="ONNX/TorchScript take pixels in [0, 1] and normalise inside the graph (default: the "

@@ -76,3 +76,35 @@ def write_atomic(path: str | Path, write: Callable[[Path], None], kept: str = ""
 def write_text(path: str | Path, text: str, kept: str = "") -> Path:
     """`text` written to `path` atomically (see `write_atomic`)."""
     return write_atomic(path, lambda tmp: tmp.write_text(text), kept)
+
+
+def write_folder_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Write the folder `path` by calling `write(temporary folder)`, then putting it in place of any old one.
+
+    The old folder is set aside until the new one is in place, so a failure leaves it as it was.
+
+    Raises:
+        FofakdError: Writing failed; the message names the folder.
+    """
+    import shutil
+
+    path = Path(path)
+    tmp, old = path.with_name(f".{path.name}.tmp"), path.with_name(f".{path.name}.old")
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        write(tmp)
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+    except OSError as err:
+        if old.exists() and not path.exists():
+            os.replace(old, path)
+        left = "the previous folder is unchanged" if path.exists() else "nothing was left behind"
+        raise FofakdError(f"could not write '{path}' ({err.strerror or err}); {left}; free space or fix the "
+                          "folder's permissions and run the command again.") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    return path
+

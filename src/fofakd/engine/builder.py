@@ -13,12 +13,18 @@ from ..data.bundle import DataBundle
 from ..errors import FofakdError
 from ..models import create_model
 from ..models.factory import check_input_size
+from ..models.sources import resolve_source
 from ..models.spec_file import checkpoint_spec
 from .config import RunConfig, TrainingConfig, check_models
 
 
 def student_spec(name: str, kwargs: dict[str, Any], data: DataBundle, cfg: RunConfig) -> dict[str, Any]:
-    """Everything needed to rebuild the student, feed it and name its outputs (saved with its weights)."""
+    """Everything needed to rebuild the student, feed it and name its outputs (saved with its weights). A
+    `local-dir:` or `hf-hub:` name is recorded as the architecture and arguments it resolved to, so that the run's
+    student rebuilds without the folder or the network."""
+    source = resolve_source(name)
+    if source is not None:
+        name, kwargs = source[0], {**source[1], **kwargs}
     spec = {
         "task": "classification", "model": name, "num_classes": data.num_classes, "in_chans": data.in_chans,
         "img_size": data.img_size,

@@ -10,11 +10,11 @@ import torch
 from torch import nn
 
 from ..errors import FofakdError
-from ..files import check_target, write_atomic
+from ..files import check_target, write_atomic, write_folder_atomic
 from .run_dir import MARKER, RUN_DIRS, RUN_FILES, RunDir, read_student_spec, write_weights
 from .tasks import task_of
 
-FORMATS = ("onnx", "torchscript", "safetensors")
+FORMATS = ("onnx", "torchscript", "safetensors", "timm")
 
 
 def load_student(checkpoint: str | Path) -> tuple[nn.Module, dict[str, Any], Path]:
@@ -51,13 +51,41 @@ def export_student(checkpoint: str | Path, fmt: str, out: str | Path, overwrite:
     """
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer chatter about shape-dependent branches in timm models
-        check_export_target(Path(out), overwrite)
+        check_export_target(Path(out), overwrite, fmt)
         return _export(checkpoint, fmt, out, fold_normalisation)
 
 
-def check_export_target(out: Path, overwrite: bool) -> None:
-    """Refuse a folder, a file a run owns, or an existing file unless `overwrite`, before anything is loaded."""
-    check_target(out, overwrite)
+def _run_of(weights: Path) -> dict[str, Any] | None:
+    """The config and summary of the run a student.safetensors belongs to (None for a loose export)."""
+    import json
+
+    import yaml
+
+    folder = weights.parent
+    try:
+        config = yaml.safe_load((folder / "config.yaml").read_text())
+        summary = json.loads((folder / "summary.json").read_text())
+    except (OSError, ValueError, yaml.YAMLError):
+        return None  # a loose export, or a run whose files are gone: the card describes the model alone
+    ok = weights.name == "student.safetensors" and isinstance(config, dict) and isinstance(summary, dict)
+    return {"config": config, "summary": summary} if ok else None
+
+
+def check_export_target(out: Path, overwrite: bool, fmt: str = "onnx") -> None:
+    """Refuse a file a run owns, or an existing target unless `overwrite`, before anything is loaded: for the file
+    formats a folder; for `timm`, a file or a folder holding anything but an earlier timm export."""
+    if fmt == "timm":
+        if out.exists() and not out.is_dir():
+            raise FofakdError(f"--out '{out}' is a file; --format timm writes a folder (config.json, "
+                              "model.safetensors, README.md).")
+        if out.is_dir() and any(out.iterdir()):
+            if not (out / "config.json").is_file():
+                raise FofakdError(f"'{out}' holds files that are not a timm export; choose a new or empty --out.")
+            if not overwrite:
+                raise FofakdError(f"'{out}' already holds a timm export; pass --overwrite to replace it, or choose "
+                                  "another --out.")
+    else:
+        check_target(out, overwrite)
     run = RunDir(out.absolute().parent.parent if out.absolute().parent.name in RUN_DIRS else out.absolute().parent)
     relative = out.absolute().relative_to(run.path)
     owned = relative.parts[0] in (*RUN_FILES, *RUN_DIRS, MARKER)
@@ -75,6 +103,14 @@ def _export(checkpoint: str | Path, fmt: str, out: str | Path, fold_normalisatio
     report: dict[str, Any] = {"format": fmt, "out": str(out), "model": spec["model"]}
     if fmt == "safetensors":  # one file: the spec travels in its metadata
         write_weights(model, spec, out)
+        return report
+    if fmt == "timm":
+        if spec.get("task", "classification") != "classification":
+            raise FofakdError("--format timm exports classifiers; export a detector as onnx or safetensors.")
+        from .timm_export import export_timm
+
+        run = _run_of(weights)
+        write_folder_atomic(out, lambda tmp: report.update(export_timm(model, spec, tmp, run)))
         return report
 
     def write(tmp: Path) -> None:

@@ -14,7 +14,7 @@ from safetensors.torch import save
 
 from ..errors import FofakdError
 from ..files import write_atomic, write_text
-from ..models.spec_file import SPEC_KEY, checkpoint_spec
+from ..models.spec_file import SPEC_KEY, TIMM_WEIGHTS, checkpoint_spec, is_timm_folder, timm_folder_spec
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json", "student.safetensors", "student.json")
 RUN_DIRS = ("checkpoints", "tensorboard")
@@ -212,6 +212,8 @@ def write_weights(model: torch.nn.Module, spec: dict[str, Any], path: Path, kept
 def read_student_spec(checkpoint: str | Path) -> tuple[dict[str, Any], Path]:
     """The spec and weights file of a run directory or of an exported or run's .safetensors file."""
     path = Path(checkpoint)
+    if is_timm_folder(path) and not (path / "student.safetensors").is_file():
+        return timm_folder_spec(path), path / TIMM_WEIGHTS
     weights = path / "student.safetensors" if path.is_dir() else path
     if not weights.is_file():
         unfinished = (path / "checkpoints" / "last.pt").is_file()

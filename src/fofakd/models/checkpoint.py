@@ -13,6 +13,7 @@ from timm.models import adapt_input_conv
 from torch import nn
 
 from ..errors import FofakdError
+from .spec_file import TIMM_WEIGHTS, is_timm_folder
 
 # Keys under which training scripts (timm's train.py, torchvision references, fofakd, Lightning) nest weights.
 _NESTED_KEYS = ("state_dict", "model", "student", "module", "net")
@@ -36,7 +37,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """
     path = Path(path)
     if path.is_dir():
-        path = path / "student.safetensors"
+        path = path / (TIMM_WEIGHTS if is_timm_folder(path) and not (path / "student.safetensors").is_file()
+                       else "student.safetensors")
     if not path.is_file():
         raise FofakdError(f"checkpoint '{path}' does not exist; check the path.")
     if path.suffix == ".safetensors":

@@ -11,6 +11,7 @@ from ..errors import FofakdError
 from . import small  # noqa: F401 -- registers the small-image variants with timm
 from . import swin_tiny_variants  # noqa: F401 -- registers Swin-Nano and Swin-Pico with timm
 from .checkpoint import load_weights
+from .sources import resolve_source
 from .spec_file import checkpoint_spec
 
 
@@ -36,7 +37,9 @@ def create_model(
     no other argument, and arguments given explicitly win over the file's.
 
     Args:
-        name: A timm model name (or one of fofakd's small-image variants, see `fofakd.models.small`).
+        name: A timm model name (or one of fofakd's small-image variants, see `fofakd.models.small`), or a model
+            with its source as timm names it: `local-dir:FOLDER` (a timm model folder) or `hf-hub:ORG/NAME`;
+            `pretrained` then loads the source's weights.
         num_classes: Classifier size.
         in_chans: Input channels (default 3; 1 for grey-scale data).
         img_size: Input size for models built for a fixed size (ViT, Mixer, Swin); ignored by CNNs.
@@ -55,11 +58,13 @@ def create_model(
         raise FofakdError("create_model needs a model name and num_classes, unless `checkpoint` is a fofakd export "
                           "or run directory that records them.")
     in_chans = 3 if in_chans is None else in_chans
-    if not timm.is_model(name):
+    source = resolve_source(name)  # `local-dir:` and `hf-hub:` names: what their config.json builds
+    architecture = source[0] if source is not None else None
+    if architecture is None and not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
         hint = f" (did you mean {', '.join(close)}?)" if close else "; see timm.list_models()"
         raise FofakdError(f"model '{name}' is not a timm model name{hint}.")
-    if img_size is not None and has_fixed_input_size(name):
+    if img_size is not None and has_fixed_input_size(architecture or name):
         kwargs["img_size"] = img_size
     try:
         model = timm.create_model(

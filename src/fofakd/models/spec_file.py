@@ -40,9 +40,44 @@ def _parse_spec(text: str, source: Path) -> dict:
     return spec
 
 
-def checkpoint_spec(path: str | Path) -> dict | None:
-    """The spec of a fofakd weights file or run directory (embedded, else the student.json beside it), if any."""
+TIMM_WEIGHTS = "model.safetensors"  # the weights file of a timm model folder (timm's save_for_hf)
+
+
+def is_timm_folder(path: str | Path) -> bool:
+    """Whether `path` is a timm model folder: config.json and model.safetensors, as `fofakd export --format timm`
+    and timm's `save_for_hf` write them."""
     path = Path(path)
+    return path.is_dir() and (path / "config.json").is_file() and (path / TIMM_WEIGHTS).is_file()
+
+
+def timm_folder_spec(path: str | Path) -> dict:
+    """A fofakd spec read from a timm model folder's config.json (architecture, arguments, classes, input,
+    normalisation and label names)."""
+    config_file = Path(path) / "config.json"
+    try:
+        config = json.loads(config_file.read_text())
+        pretrained = config.get("pretrained_cfg", {})
+        args = dict(config.get("model_args", {}))
+        in_chans, height = pretrained["input_size"][0], pretrained["input_size"][-1]
+        spec = {"task": "classification", "model": config["architecture"], "num_classes": config["num_classes"],
+                "in_chans": args.pop("in_chans", in_chans), "img_size": height,
+                "kwargs": {k: v for k, v in args.items() if k not in ("num_classes", "img_size")},
+                "mean": list(pretrained["mean"]), "std": list(pretrained["std"])}
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        raise FofakdError(f"'{config_file}' is not a timm model config (architecture, num_classes, pretrained_cfg "
+                          "with input_size, mean and std); export the model again.") from None
+    names = config.get("label_names")
+    if isinstance(names, list) and len(names) == spec["num_classes"]:
+        spec["class_names"] = names
+    return spec
+
+
+def checkpoint_spec(path: str | Path) -> dict | None:
+    """The spec of a fofakd weights file, run directory or timm model folder (embedded, else the student.json
+    beside it, else the folder's config.json), if any."""
+    path = Path(path)
+    if is_timm_folder(path) and not (path / "student.safetensors").is_file():
+        return timm_folder_spec(path)
     weights = path / "student.safetensors" if path.is_dir() else path
     spec = read_embedded_spec(weights)
     beside = weights.with_name("student.json")
