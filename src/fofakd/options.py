@@ -89,7 +89,7 @@ def check_option(what: str, value: Any, kinds: list[str], bounds: Range | None =
     else:
         wanted = " or ".join(KIND_WORDS[k] for k in kinds)
         raise FofakdError(f"{what} must be {wanted}, got {value!r}; fix its value.")
-    if choices and converted not in choices:
+    if choices and converted is not None and converted not in choices:
         raise FofakdError(f"{what} must be one of {', '.join(map(str, choices))}, got {value!r}; fix its value.")
     numbers = converted if isinstance(converted, list) else [converted]
     for number in numbers:

@@ -76,6 +76,9 @@ class TrainingConfig:
     seed: int = _opt(42, "random seed")
     deterministic: bool = _opt(False, "deterministic algorithms (slower)")
     device: str = _opt("auto", "cpu, cuda or auto")
+    tracker: str | None = _opt(None, "also log to an experiment tracker: mlflow (a file store under the run unless "
+                                     "MLFLOW_TRACKING_URI is set) or wandb (offline unless WANDB_MODE is set)",
+                               choices=("mlflow", "wandb"))
     # run directory
     out: str | None = _opt(None, "run directory")
     resume: bool = _opt(False, "continue the run in --out from checkpoints/last.pt")
@@ -228,6 +231,12 @@ def check_run(cfg: TrainingConfig, command: str) -> None:
     """What can be checked before torch loads: the models are named, a teacher's weights exist, and the method and
     its options are among the built-in ones (`fofakd.method_catalogue`)."""
     check_models(cfg, command)
+    if cfg.tracker is not None:
+        import importlib.util
+
+        if importlib.util.find_spec(cfg.tracker) is None:
+            raise FofakdError(f"--tracker {cfg.tracker} needs the {cfg.tracker} package; install it with pip install "
+                              f"'fofakd[trackers]' (or pip install {cfg.tracker}).")
     if command != "train":
         from ..method_catalogue import check_method, load_catalogue
 

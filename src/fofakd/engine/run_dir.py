@@ -16,8 +16,8 @@ from ..errors import FofakdError
 from ..files import write_atomic, write_text
 from ..models.spec_file import SPEC_KEY, TIMM_WEIGHTS, checkpoint_spec, is_timm_folder, timm_folder_spec
 
-RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json", "student.safetensors", "student.json")
-RUN_DIRS = ("checkpoints", "tensorboard")
+RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json", "student.safetensors", "student.json", "tracker.json")
+RUN_DIRS = ("checkpoints", "tensorboard", "mlruns", "wandb")  # the last two: the trackers' local files
 MARKER = ".fofakd-run"  # written when a run starts: the folder's run files are fofakd's own
 # Config keys every fofakd run's config.yaml has had: how a run made before the marker existed is recognised.
 _RUN_CONFIG_KEYS = {"method", "method_options", "epochs", "out", "task"}

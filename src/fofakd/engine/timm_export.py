@@ -2,6 +2,7 @@
 helpers, so that plain timm loads it: `timm.create_model("local-dir:DIR", pretrained=True)`."""
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -35,10 +36,14 @@ def export_timm(model: nn.Module, spec: dict[str, Any], out: Path, run: dict[str
     from timm.models import save_for_hf
     from timm.models._hub import generate_readme  # the model card writer of push_to_hf_hub; not re-exported
 
-    model.pretrained_cfg = {k: v for k, v in model.pretrained_cfg.items() if k not in _SOURCE_KEYS}
+    preprocessing = data_config(spec)
+    # In the model's pretrained config too: timm releases before save_for_hf took `data_config` save that one.
+    model.pretrained_cfg = {**{k: v for k, v in model.pretrained_cfg.items() if k not in _SOURCE_KEYS},
+                            **preprocessing}
     names = list(spec.get("class_names") or [])
-    save_for_hf(model, str(out), model_config={"label_names": names} if names else None,
-                data_config=data_config(spec), safe_serialization=True)
+    extra = {"data_config": preprocessing} if "data_config" in inspect.signature(save_for_hf).parameters else {}
+    save_for_hf(model, str(out), model_config={"label_names": names} if names else None, safe_serialization=True,
+                **extra)
     (out / "README.md").write_text(generate_readme(model_card(spec, run), out.name.lstrip(".").removesuffix(".tmp")))
     return {"files": sorted(p.name for p in out.iterdir()), "data_config": data_config(spec),
             "load_with": "timm.create_model('local-dir:OUT', pretrained=True)"}

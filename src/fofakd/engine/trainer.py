@@ -23,6 +23,7 @@ from .evaluate import autocast_context
 from .faults import fault_point
 from .memory import peak_memory_mb, reset_peak_memory
 from .run_dir import RunDir, save_student
+from .trackers import open_tracker
 from .tasks import TrainingTask
 
 
@@ -277,6 +278,8 @@ class Trainer:
 
         writer = SummaryWriter(str(self.run_dir.tensorboard), purge_step=self.epoch + 1) if self.info.is_main else None
         reset_peak_memory(self.device)
+        self.tracker = (open_tracker(cfg.tracker, self.run_dir.path, self.task.run_config(), cfg.resume)
+                        if self.info.is_main else None)
         handlers = {}
         if threading.current_thread() is threading.main_thread():
             handlers = {sig: signal.signal(sig, self._signal_handler) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -319,6 +322,8 @@ class Trainer:
                 if key not in ("epoch", "epochs"):
                     writer.add_scalar(key, value, self.epoch)
             writer.flush()
+            if self.tracker is not None:
+                self.tracker.log_epoch(row, self.epoch)
         barrier(self.info)
         return row
 
@@ -339,6 +344,8 @@ class Trainer:
             save_student(final, self.spec, self.run_dir.path)
             self.run_dir.write_json("summary.json", summary)
             writer.close()
+            if self.tracker is not None:
+                self.tracker.finish(summary)
         self._log(f"{line}; student in {self.run_dir.path / 'student.safetensors'}")
         barrier(self.info)
         cleanup(self.info)
