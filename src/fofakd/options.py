@@ -66,6 +66,13 @@ def _matches(value: Any, kind: str) -> tuple[bool, Any]:
     return isinstance(value, python), value
 
 
+def _chosen(value: Any, choices: tuple | list) -> bool:
+    """Whether `value` is among `choices`, where a choice ending in "/" (such as "hfds/") stands for any name with
+    that prefix."""
+    return value in choices or any(isinstance(c, str) and c.endswith("/") and isinstance(value, str)
+                                   and value.startswith(c) and len(value) > len(c) for c in choices)
+
+
 def check_option(what: str, value: Any, kinds: list[str], bounds: Range | None = None,
                  choices: tuple | list | None = None) -> Any:
     """`value` checked against its declared kinds, choices and range; returned as its kind (ints widened to floats).
@@ -75,7 +82,7 @@ def check_option(what: str, value: Any, kinds: list[str], bounds: Range | None =
         value: The value given.
         kinds: The kinds it may be (keys of `KIND_WORDS`).
         bounds: The range every number in it must lie in.
-        choices: The values a string may take.
+        choices: The values a string may take ("prefix/" admits any name with that prefix).
 
     Raises:
         FofakdError: One sentence naming the option, the value and what is expected.
@@ -89,8 +96,9 @@ def check_option(what: str, value: Any, kinds: list[str], bounds: Range | None =
     else:
         wanted = " or ".join(KIND_WORDS[k] for k in kinds)
         raise FofakdError(f"{what} must be {wanted}, got {value!r}; fix its value.")
-    if choices and converted is not None and converted not in choices:
-        raise FofakdError(f"{what} must be one of {', '.join(map(str, choices))}, got {value!r}; fix its value.")
+    if choices and converted is not None and not _chosen(converted, choices):
+        shown = ", ".join(f"{c}NAME" if str(c).endswith("/") else str(c) for c in choices)
+        raise FofakdError(f"{what} must be one of {shown}, got {value!r}; fix its value.")
     numbers = converted if isinstance(converted, list) else [converted]
     for number in numbers:
         if isinstance(number, float) and not math.isfinite(number):

@@ -36,6 +36,10 @@ def build_data(cfg: Any, rank: int = 0, world_size: int = 1, device: torch.devic
         from .folder import build_folder_data
 
         return build_folder_data(cfg, rank, world_size, device)
+    if cfg.data.startswith("hfds/"):
+        from .hub import build_hfds_data
+
+        return build_hfds_data(cfg, rank, world_size, device)
     full_train = load_tensor_split(cfg.data, "train", cfg.data_dir)
     test = load_tensor_split(cfg.data, "test", cfg.data_dir)
     train, val = carve_validation(full_train, cfg.val_fraction, cfg.seed)
@@ -75,6 +79,10 @@ def build_eval_data(cfg: Any) -> DataBundle:
         from .folder import build_folder_eval_data
 
         return build_folder_eval_data(cfg)
+    if cfg.data.startswith("hfds/"):
+        from .hub import build_hfds_eval_data
+
+        return build_hfds_eval_data(cfg)
     test = _first(load_tensor_split(cfg.data, "test", cfg.data_dir), cfg.test_subset)
     mean, std = dataset_stats(cfg.data)
     img_size = cfg.img_size or test.images.shape[-1]

@@ -47,8 +47,8 @@ def dataset_stats(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 
 def check_dataset_name(name: str) -> None:
-    if name not in DATASETS:
-        raise FofakdError(f"data set '{name}' is not known; use one of {', '.join(DATASETS)}.")
+    if name not in DATASETS and not (name.startswith("hfds/") and len(name) > len("hfds/")):
+        raise FofakdError(f"data set '{name}' is not known; use one of {', '.join(DATASETS)}, or hfds/NAME.")
 
 
 def load_tensor_split(name: str, split: str, data_dir: str | Path | None) -> TensorSplit:

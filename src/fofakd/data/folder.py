@@ -110,13 +110,13 @@ def _eval_split(root: Path, transform: Any) -> tuple[ImageFolder, str]:
     return _image_folder(root / "val", transform), "val"
 
 
-def _eval_transform(cfg: Any) -> tuple[Any, int, tuple[float, ...], tuple[float, ...]]:
+def eval_transform(cfg: Any) -> tuple[Any, int, tuple[float, ...], tuple[float, ...]]:
     img_size = cfg.img_size or 224
     mean, std = dataset_stats("imagefolder")
     return create_transform(img_size, is_training=False, mean=mean, std=std), img_size, mean, std
 
 
-def _loader(dataset: Any, cfg: Any, batch_size: int, shuffle: bool, classes: int, rank: int = 0,
+def loader(dataset: Any, cfg: Any, batch_size: int, shuffle: bool, classes: int, rank: int = 0,
             world_size: int = 1, device: torch.device | str = "cpu") -> "FolderLoader":
     sampler = DistributedSampler(dataset, world_size, rank, shuffle=shuffle, seed=cfg.seed) if world_size > 1 else None
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -169,20 +169,19 @@ def _check_data_dir(cfg: Any) -> Path:
     return Path(cfg.data_dir)
 
 
-def build_folder_data(cfg: Any, rank: int, world_size: int, device: torch.device | str = "cpu"):
-    root = _check_data_dir(cfg)
-    eval_tf, img_size, mean, std = _eval_transform(cfg)
-    train_tf = create_transform(img_size, is_training=True, hflip=cfg.hflip, mean=mean, std=std,
-                                scale=(cfg.rrc_scale or 0.08, 1.0),
-                                auto_augment=f"rand-m{cfg.randaugment}-mstd0.5" if cfg.randaugment else None,
-                                re_prob=cfg.reprob)
-    train = _image_folder(root / "train", train_tf)
-    val = _image_folder(root / "val", eval_tf)
-    test, test_split = _eval_split(root, eval_tf)
-    if val.classes != train.classes or test.classes != train.classes:
-        raise FofakdError(f"the class folders of '{root}' differ between train/ and val/ (or test/); give every "
-                          "split the same class subfolders.")
-    names = tuple(train.classes)
+def train_transform(cfg: Any, img_size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> Any:
+    """timm's training transform for image files: random-resized crop, flip, RandAugment, random erasing."""
+    return create_transform(img_size, is_training=True, hflip=cfg.hflip, mean=mean, std=std,
+                            scale=(cfg.rrc_scale or 0.08, 1.0),
+                            auto_augment=f"rand-m{cfg.randaugment}-mstd0.5" if cfg.randaugment else None,
+                            re_prob=cfg.reprob)
+
+
+def file_bundle(cfg: Any, train: Any, val: Any, test: Any, names: tuple[str, ...], test_split: str, img_size: int,
+                mean: tuple[float, ...], std: tuple[float, ...], rank: int, world_size: int,
+                device: torch.device | str) -> DataBundle:
+    """Loaders over map-style data sets of decoded image files (image folders, Hugging Face data sets), their
+    subsets applied."""
     train, val, test = (Subset(d, range(min(n, len(d)))) if n else d
                         for d, n in ((train, cfg.train_subset), (val, cfg.val_subset), (test, cfg.test_subset)))
     if cfg.batch_size > len(train):
@@ -191,22 +190,35 @@ def build_folder_data(cfg: Any, rank: int, world_size: int, device: torch.device
         )
     common = dict(cfg=cfg, classes=len(names), rank=rank, world_size=world_size, device=device)
     return DataBundle(
-        train=_loader(train, batch_size=cfg.batch_size, shuffle=True, **common),
-        val=_loader(val, batch_size=cfg.eval_batch_size, shuffle=False, **common),
-        test=_loader(test, batch_size=cfg.eval_batch_size, shuffle=False, **common), num_classes=len(names),
+        train=loader(train, batch_size=cfg.batch_size, shuffle=True, **common),
+        val=loader(val, batch_size=cfg.eval_batch_size, shuffle=False, **common),
+        test=loader(test, batch_size=cfg.eval_batch_size, shuffle=False, **common), num_classes=len(names),
         in_chans=3, img_size=img_size, mean=mean, std=std, train_size=len(train),
         mixup=bool(cfg.mixup or cfg.cutmix), class_names=names, test_split=test_split,
     )
 
 
+def build_folder_data(cfg: Any, rank: int, world_size: int, device: torch.device | str = "cpu"):
+    root = _check_data_dir(cfg)
+    eval_tf, img_size, mean, std = eval_transform(cfg)
+    train = _image_folder(root / "train", train_transform(cfg, img_size, mean, std))
+    val = _image_folder(root / "val", eval_tf)
+    test, test_split = _eval_split(root, eval_tf)
+    if val.classes != train.classes or test.classes != train.classes:
+        raise FofakdError(f"the class folders of '{root}' differ between train/ and val/ (or test/); give every "
+                          "split the same class subfolders.")
+    return file_bundle(cfg, train, val, test, tuple(train.classes), test_split, img_size, mean, std, rank, world_size,
+                       device)
+
+
 def build_folder_eval_data(cfg: Any):
     """Only the folder's test/ (or val/) split."""
     root = _check_data_dir(cfg)
-    eval_tf, img_size, mean, std = _eval_transform(cfg)
+    eval_tf, img_size, mean, std = eval_transform(cfg)
     test, test_split = _eval_split(root, eval_tf)
     names = tuple(test.classes)
     if cfg.test_subset:
         test = Subset(test, range(min(cfg.test_subset, len(test))))
-    return DataBundle(train=None, val=None, test=_loader(test, cfg, cfg.eval_batch_size, False, len(names)),
+    return DataBundle(train=None, val=None, test=loader(test, cfg, cfg.eval_batch_size, False, len(names)),
                       num_classes=len(names), in_chans=3, img_size=img_size, mean=mean, std=std, train_size=0,
                       mixup=False, class_names=names, test_split=test_split)

@@ -31,8 +31,8 @@ def student_spec(name: str, kwargs: dict[str, Any], data: DataBundle, cfg: RunCo
         "kwargs": dict(kwargs), "mean": list(data.mean), "std": list(data.std), "data": cfg.data,
         "class_names": list(data.class_names),
     }
-    if cfg.data == "imagefolder":  # so that `fofakd eval` finds the images again without --data-dir
-        spec["data_dir"] = str(Path(cfg.data_dir).resolve())
+    if cfg.data == "imagefolder" or (cfg.data.startswith("hfds/") and cfg.data_dir):
+        spec["data_dir"] = str(Path(cfg.data_dir).resolve())  # so that `fofakd eval` finds the data without it
     return spec
 
 

@@ -102,7 +102,9 @@ class RunConfig(TrainingConfig):
     """Every option of `fofakd train` and `fofakd distill` (image classification)."""
 
     # data
-    data: str = _opt("fashion-mnist", "data set", choices=("fashion-mnist", "cifar10", "cifar100", "imagefolder"))
+    data: str = _opt("fashion-mnist", "data set: fashion-mnist, cifar10, cifar100, imagefolder, or hfds/NAME (a "
+                                      "Hugging Face data set, through timm)",
+                     choices=("fashion-mnist", "cifar10", "cifar100", "imagefolder", "hfds/"))
     data_dir: str | None = _opt(None, "where the data set lives (default: its standard location)")
     img_size: int | None = _opt(None, "input size models see (default: the data's own size)", bounds=POSITIVE)
     val_fraction: float = _opt(0.1, "fraction of the training split held out for validation (0: none)",
@@ -224,7 +226,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, command: str, schema: 
         elif kind is dict:
             parser.add_argument(flag, nargs="+", metavar="KEY=VALUE", type=str, **common)
         else:
-            parser.add_argument(flag, type=kind, choices=f.metadata["choices"], **common)
+            choices = f.metadata["choices"]  # prefix choices ("hfds/") are checked by check_value, not argparse
+            exact = choices if choices and not any(str(c).endswith("/") for c in choices) else None
+            parser.add_argument(flag, type=kind, choices=exact, **common)
 
 
 def check_run(cfg: TrainingConfig, command: str) -> None:

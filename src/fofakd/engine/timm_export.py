@@ -21,7 +21,13 @@ def data_config(spec: dict[str, Any]) -> dict[str, Any]:
     1 / 0.875, centre crop); in-memory data sets are resized to the input size without a crop."""
     return {"input_size": (spec["in_chans"], spec["img_size"], spec["img_size"]), "mean": tuple(spec["mean"]),
             "std": tuple(spec["std"]), "interpolation": "bilinear",
-            "crop_pct": DEFAULT_CROP_PCT if spec.get("data") == "imagefolder" else 1.0, "crop_mode": "center"}
+            "crop_pct": DEFAULT_CROP_PCT if _files_of_images(spec) else 1.0, "crop_mode": "center"}
+
+
+def _files_of_images(spec: dict[str, Any]) -> bool:
+    """Whether the run read image files through timm's eval transform (image folders, Hugging Face data sets)."""
+    data = str(spec.get("data", ""))
+    return data == "imagefolder" or data.startswith("hfds/")
 
 
 def export_timm(model: nn.Module, spec: dict[str, Any], out: Path, run: dict[str, Any] | None) -> dict[str, Any]:
