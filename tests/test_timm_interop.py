@@ -91,3 +91,13 @@ def test_an_unreachable_hub_model_is_one_sentence_without_retries(tmp_path):
     err = result.stderr.strip()
     assert err.startswith("fofakd: error: could not fetch 'hf-hub:timm/not-a-model' from the Hugging Face Hub")
     assert len(err.splitlines()) == 1 and not (tmp_path / "r").exists()
+
+
+def test_a_push_without_network_keeps_the_local_export(exported, tmp_path, capsys):
+    out = tmp_path / "timm"
+    fails_cleanly(["export", "--checkpoint", str(exported / "run"), "--format", "timm", "--out", str(out),
+                   "--push-to-hub", "someone/student"], capsys,
+                  f"could not reach the Hugging Face Hub to push to 'someone/student' (offline, or no network); the "
+                  f"local export in '{out}' is kept")
+    assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
+

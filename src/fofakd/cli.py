@@ -118,7 +118,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
     from .engine.export import export_student
 
     print(json.dumps(export_student(args.checkpoint, args.format, args.out, overwrite=args.overwrite,
-                                    fold_normalisation=args.fold_normalisation)))
+                                    fold_normalisation=args.fold_normalisation, push_to_hub=args.push_to_hub)))
 
 
 def _cmd_compare(args: argparse.Namespace) -> None:
@@ -205,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="timm: a folder that plain timm loads with create_model('local-dir:OUT', pretrained=True)")
     export.add_argument("--out", required=True, help="output file (a folder for --format timm)")
     export.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    export.add_argument("--push-to-hub", metavar="ORG/NAME", help="with --format timm: also upload the folder to this "
+                        "Hugging Face Hub repository (timm's push_to_hf_hub; needs a token)")
     export.add_argument("--fold-normalisation", action="store_true",
                         help="ONNX/TorchScript take pixels in [0, 1] and normalise inside the graph (default: the "
                              "graph expects normalised input; the ONNX metadata holds the mean and std)")

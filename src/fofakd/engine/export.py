@@ -41,18 +41,21 @@ def _model_from_spec(spec: dict[str, Any], weights: Path | None = None) -> nn.Mo
 
 
 def export_student(checkpoint: str | Path, fmt: str, out: str | Path, overwrite: bool = False,
-                   fold_normalisation: bool = False) -> dict[str, Any]:
+                   fold_normalisation: bool = False, push_to_hub: str | None = None) -> dict[str, Any]:
     """Write the student in `fmt` to `out`; for ONNX and TorchScript, also the largest output difference to
     PyTorch on random input.
 
     Args:
         fold_normalisation: Put the input normalisation into the ONNX / TorchScript graph, so that it takes pixels
             in [0, 1]; without it the graph expects normalised input (the mean and std are in the ONNX metadata).
+        push_to_hub: With `fmt="timm"`, also upload the export to this Hub repository (ORG/NAME).
     """
+    if push_to_hub and fmt != "timm":
+        raise FofakdError("--push-to-hub uploads a timm export; pass --format timm with it.")
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer chatter about shape-dependent branches in timm models
         check_export_target(Path(out), overwrite, fmt)
-        return _export(checkpoint, fmt, out, fold_normalisation)
+        return _export(checkpoint, fmt, out, fold_normalisation, push_to_hub)
 
 
 def _run_of(weights: Path) -> dict[str, Any] | None:
@@ -94,7 +97,8 @@ def check_export_target(out: Path, overwrite: bool, fmt: str = "onnx") -> None:
                           "choose an --out outside the run's own files.")
 
 
-def _export(checkpoint: str | Path, fmt: str, out: str | Path, fold_normalisation: bool = False) -> dict[str, Any]:
+def _export(checkpoint: str | Path, fmt: str, out: str | Path, fold_normalisation: bool = False,
+            push_to_hub: str | None = None) -> dict[str, Any]:
     if fmt not in FORMATS:
         raise FofakdError(f"export format '{fmt}' is not known; use one of {', '.join(FORMATS)}.")
     model, spec, weights = load_student(checkpoint)
@@ -107,10 +111,12 @@ def _export(checkpoint: str | Path, fmt: str, out: str | Path, fold_normalisatio
     if fmt == "timm":
         if spec.get("task", "classification") != "classification":
             raise FofakdError("--format timm exports classifiers; export a detector as onnx or safetensors.")
-        from .timm_export import export_timm
+        from .timm_export import export_timm, push_timm
 
         run = _run_of(weights)
         write_folder_atomic(out, lambda tmp: report.update(export_timm(model, spec, tmp, run)))
+        if push_to_hub:
+            report["pushed"] = push_timm(model, spec, run, push_to_hub, out)
         return report
 
     def write(tmp: Path) -> None:

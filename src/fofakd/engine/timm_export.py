@@ -10,6 +10,8 @@ from typing import Any
 from timm.data import DEFAULT_CROP_PCT
 from torch import nn
 
+from ..errors import FofakdError
+
 # Entries of the timm pretrained config that name where the architecture's own weights came from; the export holds
 # other weights, so they are dropped rather than mislead.
 _SOURCE_KEYS = ("tag", "hf_hub_id", "url", "file", "license", "paper_ids", "paper_name", "origin_url", "notes",
@@ -77,3 +79,30 @@ def model_card(spec: dict[str, Any], run: dict[str, Any] | None) -> dict[str, An
              "transform = timm.data.create_transform(**config)\n```\n")
     return {"description": "A student trained with fofakd (feature-based heterogeneous knowledge distillation).",
             "details": details, "usage": usage, "license": "other"}
+
+
+def push_timm(model: nn.Module, spec: dict[str, Any], run: dict[str, Any] | None, repo_id: str, folder: Path) -> str:
+    """Upload the export to the Hub repository `repo_id` with timm's `push_to_hf_hub` (the same weights, config
+    and card as `folder`); returns the commit URL.
+
+    Raises:
+        FofakdError: The Hub cannot be reached or refuses the upload; the local export in `folder` stays.
+    """
+    from timm.models import push_to_hf_hub
+
+    from ..models.sources import hub_reachable
+
+    kept = (f"the local export in '{folder}' is kept; upload it later with `huggingface-cli upload {repo_id} "
+            f"{folder}`")
+    if not hub_reachable():
+        raise FofakdError(f"could not reach the Hugging Face Hub to push to '{repo_id}' (offline, or no network); "
+                          f"{kept}.")
+    names = list(spec.get("class_names") or [])
+    try:
+        return str(push_to_hf_hub(model, repo_id, model_config={"label_names": names} if names else None,
+                                  model_card=model_card(spec, run), data_config=data_config(spec),
+                                  safe_serialization=True))
+    except Exception as err:  # huggingface_hub raises many kinds: no token, no permission, a network error
+        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise FofakdError(f"could not push to '{repo_id}' ({type(err).__name__}: {reason}); {kept}.") from None
+

@@ -46,20 +46,27 @@ def resolve_source(name: str) -> tuple[str, dict] | None:
     return architecture, {k: v for k, v in (args or {}).items() if k not in ("num_classes", "in_chans", "img_size")}
 
 
-def _offline_unless_reachable(timeout_s: float = 3.0) -> None:
-    """Put huggingface_hub in offline mode (its local cache only) when the Hub cannot be reached within
-    `timeout_s`, so that a machine without network gets its answer in seconds instead of after a minute of
-    retries; a model already in the cache still loads."""
+def hub_reachable(timeout_s: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub's endpoint accepts a connection within `timeout_s` (False in offline mode)."""
     import socket
     from urllib.parse import urlparse
 
     from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE:
-        return
+        return False
     endpoint = urlparse(constants.ENDPOINT)
     try:
         socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=timeout_s).close()
     except OSError:
-        constants.HF_HUB_OFFLINE = True
+        return False
+    return True
 
+
+def _offline_unless_reachable() -> None:
+    """Put huggingface_hub in offline mode (its local cache only) when the Hub cannot be reached, so that a machine
+    without network gets its answer in seconds instead of after a minute of retries; a cached model still loads."""
+    from huggingface_hub import constants
+
+    if not hub_reachable():
+        constants.HF_HUB_OFFLINE = True
