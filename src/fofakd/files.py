@@ -1,6 +1,7 @@
 """Writing files safely: never over a file fofakd did not write, never half a file.
 
-Every file fofakd writes (checkpoints, run files, exports, recipes, plots, reports) goes through `write_atomic`:
+Every file fofakd writes (checkpoints, run files, exports, recipes, plots, reports; not TensorBoard's event files
+or a tracker's own files, which those libraries write) goes through `write_atomic` or `write_folder_atomic`:
 the content goes to a temporary file in the target's folder, which is then renamed over the target, so a crash or
 a full disk leaves the old file as it was and no partial file behind. Where a target may already exist,
 `check_target` decides first whether it may be replaced.
@@ -30,7 +31,8 @@ def check_target(path: str | Path, overwrite: bool, flag: str = "--out") -> Path
             raise FofakdError(f"{flag} '{path}' is a link to nothing (or a loop of links); remove the link or "
                               f"choose another {flag}.") from None
     if path.is_dir():
-        raise FofakdError(f"{flag} '{path}' is a folder; give the file to write, e.g. '{path / ('out' + path.suffix)}'.")
+        example = path / ("out" + path.suffix)
+        raise FofakdError(f"{flag} '{path}' is a folder; give the file to write, e.g. '{example}'.")
     existing = next((p for p in path.absolute().parents if p.exists()), None)
     if existing is not None and not existing.is_dir():
         raise FofakdError(f"{flag} '{path}' lies under the file '{existing}'; choose a path in a folder.")
