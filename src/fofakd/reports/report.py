@@ -239,5 +239,8 @@ def check_report_folder(out: Path) -> None:
         earlier = json.loads((out / "results.json").read_text())
     except (OSError, ValueError):
         earlier = None
-    if not (isinstance(earlier, dict) and {"title", "table", "runs"} <= set(earlier)):
+    # A report's results.json, or (before compare's held the report's keys too) a comparison's.
+    ours = isinstance(earlier, dict) and ({"title", "table", "runs"} <= set(earlier)
+                                          or {"methods", "reference", "recommendation"} <= set(earlier))
+    if not ours:
         raise FofakdError(f"'{out}' holds {', '.join(present)}, which no fofakd report wrote; choose another --out.")
