@@ -199,8 +199,7 @@ def distil(regime: Regime, pair: tuple[str, str], method: str, options: dict, se
         # The matched regime's runs began before fofakd fused its optimisers; every regime keeps the for-loop, so
         # that one table holds one implementation (outside the hash, which would discard every record).
         "fused_optimizer": False}
-    folder = work / regime.hash() / "compare" / f"{pair[0]}-{pair[1]}" / "".join(c if c.isalnum() else "_"
-                                                                               for c in label)
+    folder = work / regime.hash() / "compare" / f"{pair[0]}-{pair[1]}" / slug(label)
     comparison = Comparison(folder, [method], seed + 1, shared, {method: options})
     check_settings(comparison)
     run_one(comparison, method, seed)
@@ -227,7 +226,7 @@ def record_key(pair: tuple[str, str], label: str, seed: int) -> str:
 def claim(work: Path, job: str) -> bool:
     """Take `job` for this process (work/claims/<job> holds its pid), so that several worker processes can share
     one job list; False while another live process holds it. A claim left by a dead process is taken over."""
-    path = work / "claims" / "".join(c if c.isalnum() else "_" for c in job)
+    path = _claim_file(work, job)
     path.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(2):
         try:
@@ -249,5 +248,14 @@ def claim(work: Path, job: str) -> bool:
 
 
 def release(work: Path, job: str) -> None:
-    (work / "claims" / "".join(c if c.isalnum() else "_" for c in job)).unlink(missing_ok=True)
+    _claim_file(work, job).unlink(missing_ok=True)
+
+
+def _claim_file(work: Path, job: str) -> Path:
+    return work / "claims" / slug(job)
+
+
+def slug(text: str) -> str:
+    """`text` as a file name: every character but letters and digits becomes an underscore."""
+    return "".join(c if c.isalnum() else "_" for c in text)
 

@@ -212,7 +212,7 @@ def write_weights(model: torch.nn.Module, spec: dict[str, Any], path: Path, kept
 def read_student_spec(checkpoint: str | Path) -> tuple[dict[str, Any], Path]:
     """The spec and weights file of a run directory or of an exported or run's .safetensors file."""
     path = Path(checkpoint)
-    if is_timm_folder(path) and not (path / "student.safetensors").is_file():
+    if is_timm_folder(path):
         return timm_folder_spec(path), path / TIMM_WEIGHTS
     weights = path / "student.safetensors" if path.is_dir() else path
     if not weights.is_file():

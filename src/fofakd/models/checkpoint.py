@@ -37,8 +37,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """
     path = Path(path)
     if path.is_dir():
-        path = path / (TIMM_WEIGHTS if is_timm_folder(path) and not (path / "student.safetensors").is_file()
-                       else "student.safetensors")
+        path = path / (TIMM_WEIGHTS if is_timm_folder(path) else "student.safetensors")
     if not path.is_file():
         raise FofakdError(f"checkpoint '{path}' does not exist; check the path.")
     if path.suffix == ".safetensors":

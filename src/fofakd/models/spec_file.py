@@ -45,9 +45,10 @@ TIMM_WEIGHTS = "model.safetensors"  # the weights file of a timm model folder (t
 
 def is_timm_folder(path: str | Path) -> bool:
     """Whether `path` is a timm model folder: config.json and model.safetensors, as `fofakd export --format timm`
-    and timm's `save_for_hf` write them."""
+    and timm's `save_for_hf` write them (a folder that also holds a fofakd student.safetensors is read as a run)."""
     path = Path(path)
-    return path.is_dir() and (path / "config.json").is_file() and (path / TIMM_WEIGHTS).is_file()
+    return (path.is_dir() and (path / "config.json").is_file() and (path / TIMM_WEIGHTS).is_file()
+            and not (path / "student.safetensors").is_file())
 
 
 def timm_folder_spec(path: str | Path) -> dict:
@@ -76,7 +77,7 @@ def checkpoint_spec(path: str | Path) -> dict | None:
     """The spec of a fofakd weights file, run directory or timm model folder (embedded, else the student.json
     beside it, else the folder's config.json), if any."""
     path = Path(path)
-    if is_timm_folder(path) and not (path / "student.safetensors").is_file():
+    if is_timm_folder(path):
         return timm_folder_spec(path)
     weights = path / "student.safetensors" if path.is_dir() else path
     spec = read_embedded_spec(weights)
