@@ -7,6 +7,8 @@ from PIL import Image
 from cli_checks import fails_cleanly
 from fofakd.cli import main
 
+pytestmark = pytest.mark.slow  # most tests here train runs end to end
+
 datasets = pytest.importorskip("datasets")
 COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220)}
 

@@ -32,6 +32,7 @@ def test_only_a_last_batch_of_one_is_dropped(samples, batch, batches):
     assert drops_last_batch(samples, batch) == (sum(batches) < samples)
 
 
+@pytest.mark.slow
 def test_a_training_set_that_leaves_one_image_trains(tmp_path):
     out = tmp_path / "r"
     # 33 images at batch 32: the lone last image would stop BatchNorm ("Expected more than 1 value per channel").
@@ -40,6 +41,7 @@ def test_a_training_set_that_leaves_one_image_trains(tmp_path):
     assert json.loads((out / "summary.json").read_text())["epochs"] == 1
 
 
+@pytest.mark.slow
 def test_a_folder_with_one_image_left_over_trains_every_batch(tmp_path):
     _folder(tmp_path / "data", per_class=3)  # 6 training images at batch 5: the last batch would hold one
     out = tmp_path / "r"
@@ -57,6 +59,7 @@ def test_a_class_with_no_readable_image_is_refused(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_eval_refuses_data_with_other_class_names(tmp_path, capsys):
     _folder(tmp_path / "data")
     out = tmp_path / "r"

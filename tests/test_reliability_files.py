@@ -12,6 +12,8 @@ from cli_checks import fails_cleanly
 from fofakd.cli import main
 from fofakd.engine.run_dir import MARKER
 
+pytestmark = pytest.mark.slow  # most tests here train runs end to end
+
 TINY = ["--train-subset", "64", "--val-subset", "32", "--test-subset", "32", "--batch-size", "32",
         "--eval-batch-size", "32", "--lr", "0.002"]
 

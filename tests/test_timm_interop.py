@@ -14,6 +14,8 @@ from fofakd.cli import main
 from fofakd.engine.export import load_student
 from fofakd.errors import FofakdError
 
+pytestmark = pytest.mark.slow  # most tests here train runs end to end
+
 TINY = ["--train-subset", "64", "--val-subset", "32", "--test-subset", "64", "--batch-size", "32", "--epochs", "1"]
 VIT = ["vit_tiny_patch16_224", "--model-kwargs", "patch_size=4", "depth=2"]
 

@@ -6,6 +6,8 @@ import pytest
 
 from fofakd.cli import main
 
+pytestmark = pytest.mark.slow  # most tests here train runs end to end
+
 TINY = ["--train-subset", "64", "--val-subset", "32", "--test-subset", "32", "--batch-size", "32", "--lr", "0.002"]
 
 
