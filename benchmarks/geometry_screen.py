@@ -2,16 +2,7 @@
 
 Usage: python benchmarks/geometry_screen.py [--threads N] [--worker I/N] [--only-teachers] [--report-only]
 
-The matched-grid regime of `accuracy.py` gives CNN teachers output stride 16 at 32 px, so their first stage is
-8x8, exactly the token students' 8x8 grid. The paper runs every pair at 224 px, where a DeiT-T student sees 14x14
-tokens and a CNN teacher's first stage is 56x56. The paper-like regime here keeps the students' grids at 8x8 while
-the CNN teachers' are finer:
-
-- images upsampled to 64 px (as the paper upsamples CIFAR to 224); token students take 8-px patches (8x8 tokens);
-- CNN teachers at their ordinary output stride 32: stages 16x16, 8x8, 4x4, 2x2, twice as fine per side as the
-  students' first grid; the ViT teacher takes 8-px patches (8x8) and its CNN student's first stage is 16x16;
-- teachers are fine-tuned at 64 px from the matched regime's shipped teachers (as the paper fine-tunes pretrained
-  teachers on upsampled CIFAR), on the full 60k split, and shipped under benchmarks/teachers/upsampled64/.
+The paper-like regime is defined in `paper_like.py`.
 
 The screen is one seed, decided on validation. Its cells, in the order they run:
 1. ResNet -> ViT and ConvNeXt -> ViT, paper-like geometry, today's steps: scratch, kd, fitnet, fofa;
@@ -33,71 +24,42 @@ import json
 import os
 import platform
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import matched as bench
-from regime import (RESULTS, Regime, claim, distil, ensure_teacher, geometry, load_records, record_key, release,
-                    teacher_index)
+from paper_like import AUTHORS_FITNET, BASELINES, CLIP, FOFA, LADDER, PAPER_LIKE, RECORDS
+from regime import RESULTS, Job, ensure_teacher, geometry, load_records, run_shared, teacher_index
 
 HERE = Path(__file__).parent
-RECORDS = RESULTS / "screen_runs.jsonl"
-IMG_SIZE = 64
-UPSAMPLED = Regime(
-    name="paper-like geometry",
-    img_size=IMG_SIZE,
-    teachers={
-        "ResNet": {"model": "resnet10t", "epochs": 4, "init": "ResNet",
-                   "kwargs": {"channels": [32, 64, 128, 256], "stem_width": 16}},
-        "ConvNeXt": {"model": "convnext_atto", "epochs": 3, "init": "ConvNeXt", "kwargs": {}},
-        "ViT": {"model": "vit_tiny_patch16_224", "epochs": 3, "init": "ViT",
-                "kwargs": {"patch_size": 8, "embed_dim": 128, "depth": 6, "num_heads": 4}},
-    },
-    students={
-        "CNN": bench.STUDENTS["CNN"],
-        "ViT": {"model": "vit_tiny_patch16_224",
-                "kwargs": {"patch_size": 8, "embed_dim": 96, "depth": 4, "num_heads": 3}},
-    },
-    # Fine-tuning from the 32-px teachers: a lower peak learning rate and no warm-up.
-    teacher_recipe={**bench.TEACHER_RECIPE, "img_size": IMG_SIZE, "lr": 5e-4, "warmup_epochs": 0},
-    student_recipe={**bench.STUDENT_RECIPE, "img_size": IMG_SIZE},
-    train_images=bench.TRAIN_IMAGES,
-    min_steps=bench.MIN_STEPS,
-    teacher_dir=HERE / "teachers" / "upsampled64",
-    records=RECORDS,
-    init_dir=bench.TEACHER_DIR,
-)
 MATCHED_LONG = replace(bench.MATCHED.longer(4), records=RECORDS)
 CORE = ["scratch", "kd", "fitnet", "fofa"]
-FOFA = bench.FOFA
-CLIP = {"clip_grad": 5.0}
 # (label, method, options, recipe override)
 EXTRAS = [
     ("fofa, clip 5", "fofa", FOFA, CLIP),
     ("kd, clip 5", "kd", {}, CLIP),
     ("fofa, width 512", "fofa", {**FOFA, "dim": 512}, None),
-    *[(name, "fofa", options, None) for name, options in bench.VARIANTS.items() if name in bench.LADDER[:-1]],
-    ("rsd", "rsd", {}, None),
-    ("fitnet + kd (the FOFA authors' FitNet)", "fitnet", {"kd_weight": 1.0}, None),
+    *[(name, *job) for name, job in LADDER.items()],
+    ("rsd", *BASELINES["rsd"]),
+    (AUTHORS_FITNET, *BASELINES[AUTHORS_FITNET]),
 ]
 
 
-def jobs() -> list[tuple[Regime, tuple[str, str], str, str, dict, dict | None]]:
-    """(regime, pair, label, method, options, recipe) of every screen run, in priority order."""
+def jobs() -> list[Job]:
+    """Every screen run (seed 0), in priority order."""
     core = [(m, m, FOFA if m == "fofa" else {}, None) for m in CORE]
-    out = [(UPSAMPLED, pair, *job) for pair in [("ResNet", "ViT"), ("ConvNeXt", "ViT")] for job in core]
-    out += [(UPSAMPLED, ("ResNet", "ViT"), *job) for job in EXTRAS]
-    out += [(UPSAMPLED, ("ViT", "CNN"), *job) for job in core]
-    out += [(regime, ("ResNet", "ViT"), *job) for regime in (UPSAMPLED.longer(4), MATCHED_LONG) for job in core]
-    return out
+    out = [(PAPER_LIKE, pair, *job) for pair in [("ResNet", "ViT"), ("ConvNeXt", "ViT")] for job in core]
+    out += [(PAPER_LIKE, ("ResNet", "ViT"), *job) for job in EXTRAS]
+    out += [(PAPER_LIKE, ("ViT", "CNN"), *job) for job in core]
+    out += [(regime, ("ResNet", "ViT"), *job) for regime in (PAPER_LIKE.longer(4), MATCHED_LONG) for job in core]
+    return [Job(*job) for job in out]
 
 
 def cells(records: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
     """The screen's records grouped as {regime name: {pair: {label: record}}}, today's matched runs included."""
-    regimes = {bench.MATCHED.name: bench.MATCHED, MATCHED_LONG.name: MATCHED_LONG, UPSAMPLED.name: UPSAMPLED,
-               UPSAMPLED.longer(4).name: UPSAMPLED.longer(4)}
+    regimes = {bench.MATCHED.name: bench.MATCHED, MATCHED_LONG.name: MATCHED_LONG, PAPER_LIKE.name: PAPER_LIKE,
+               PAPER_LIKE.longer(4).name: PAPER_LIKE.longer(4)}
     out: dict[str, Any] = {}
     for name, regime in regimes.items():
         for r in records[regime.hash()].values():
@@ -141,18 +103,17 @@ def markdown(results: dict[str, Any]) -> str:
 def write_report(note: str) -> None:
     import torch
 
-    all_records = {r.hash(): load_records(r) for r in (bench.MATCHED, MATCHED_LONG, UPSAMPLED, UPSAMPLED.longer(4))}
-    done = {j[0].hash() + j[1][0] + j[1][1] + j[2] for j in jobs()}
-    runs = sum(1 for h, recs in all_records.items() for r in recs.values()
-               if h + r["pair"].replace(" -> ", "") + r["label"] in done)
+    all_records = {r.hash(): load_records(r) for r in (bench.MATCHED, MATCHED_LONG, PAPER_LIKE, PAPER_LIKE.longer(4))}
+    screen = {(job.regime.hash(), job.key) for job in jobs()}
+    runs = sum(1 for h, recs in all_records.items() for key in recs if (h, key) in screen)
     results = {
         "command": "python benchmarks/geometry_screen.py", "runs": runs, "expected_runs": len(jobs()),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
                    f"torch {torch.__version__}, fp32",
-        "geometry": {bench.MATCHED.name: geometry(bench.MATCHED), UPSAMPLED.name: geometry(UPSAMPLED)},
-        "teachers": {bench.MATCHED.name: teacher_index(bench.MATCHED), UPSAMPLED.name: teacher_index(UPSAMPLED)},
+        "geometry": {bench.MATCHED.name: geometry(bench.MATCHED), PAPER_LIKE.name: geometry(PAPER_LIKE)},
+        "teachers": {bench.MATCHED.name: teacher_index(bench.MATCHED), PAPER_LIKE.name: teacher_index(PAPER_LIKE)},
         "regimes": {r.name: {"hash": r.hash(), "steps": r.steps, "settings": r.settings()}
-                    for r in (bench.MATCHED, MATCHED_LONG, UPSAMPLED, UPSAMPLED.longer(4))},
+                    for r in (bench.MATCHED, MATCHED_LONG, PAPER_LIKE, PAPER_LIKE.longer(4))},
         "cells": cells(all_records), "note": note,
     }
     (RESULTS / "screen.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -176,41 +137,13 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    work, start = Path(args.work), time.perf_counter()
-    index, count = (int(v) for v in args.worker.split("/"))
+    work, (index, count) = Path(args.work), (int(v) for v in args.worker.split("/"))
     if args.only_teachers:
-        for kind in UPSAMPLED.teachers:
-            ensure_teacher(UPSAMPLED, kind, work, retrain=False)
+        for kind in PAPER_LIKE.teachers:
+            ensure_teacher(PAPER_LIKE, kind, work, retrain=False)
         return
-    pending = [] if args.report_only else jobs()[index::count]
-    while pending:  # several workers share the list through claims; a job another worker holds is retried later
-        progressed = False
-        for job in list(pending):
-            regime, pair, label, method, options, recipe = job
-            name = f"{regime.hash()}|{record_key(pair, label, 0)}"
-            if record_key(pair, label, 0) in load_records(regime):
-                pending.remove(job)
-                continue
-            teacher = f"teacher|{regime.hash()}|{pair[0]}"
-            if not claim(work, teacher):
-                continue  # another worker is training this teacher
-            try:
-                ensure_teacher(regime, pair[0], work, retrain=False)  # trained and shipped at first use
-            finally:
-                release(work, teacher)
-            if not claim(work, name):
-                continue
-            try:
-                record = distil(regime, pair, method, options, 0, label, work, load_records(regime), recipe)
-            finally:
-                release(work, name)
-            pending.remove(job)
-            progressed = True
-            print(f"[{(time.perf_counter() - start) / 60:.1f} min] {regime.name}: {pair[0]} -> {pair[1]} {label}: "
-                  f"val {record['val_top1']:.2f} test {record['test_top1']:.2f}", flush=True)
-            write_report(note)
-        if pending and not progressed:
-            time.sleep(60)
+    if not args.report_only:
+        run_shared(lambda: jobs()[index::count], work, lambda: write_report(note))
     write_report(note)
 
 

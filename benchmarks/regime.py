@@ -13,9 +13,10 @@ import math
 import os
 import shutil
 import sys
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -259,3 +260,57 @@ def slug(text: str) -> str:
     """`text` as a file name: every character but letters and digits becomes an underscore."""
     return "".join(c if c.isalnum() else "_" for c in text)
 
+
+
+@dataclass(frozen=True, eq=False)
+class Job:
+    """One student run of a benchmark: `recipe` overrides the regime's student recipe and is then part of `label`."""
+
+    regime: Regime
+    pair: tuple[str, str]
+    label: str
+    method: str
+    options: dict[str, Any]
+    recipe: dict[str, Any] | None = None
+    seed: int = 0
+
+    @property
+    def key(self) -> str:
+        return record_key(self.pair, self.label, self.seed)
+
+    def done(self) -> bool:
+        return self.key in load_records(self.regime)
+
+
+def run_shared(jobs: Callable[[], list[Job]], work: Path, after_each: Callable[[], None]) -> None:
+    """Run every job of `jobs()` that has no record yet, in order, sharing the list with other processes started
+    alike: each job (and each teacher it needs) is claimed in `work` while it runs, and a job another process holds
+    is retried until every job is recorded. `jobs` is called again after each run, so a list that depends on
+    earlier results (a recipe chosen on validation) grows as they land."""
+    start = time.perf_counter()
+    while pending := [job for job in jobs() if not job.done()]:
+        progressed = False
+        for job in pending:
+            name = f"{job.regime.hash()}|{job.key}"
+            teacher = f"teacher|{job.regime.hash()}|{job.pair[0]}"
+            if job.done() or not claim(work, teacher):
+                continue  # finished meanwhile, or another process is training this teacher
+            try:
+                ensure_teacher(job.regime, job.pair[0], work, retrain=False)  # trained and shipped at first use
+            finally:
+                release(work, teacher)
+            if not claim(work, name):
+                continue
+            try:
+                record = distil(job.regime, job.pair, job.method, job.options, job.seed, job.label, work,
+                                load_records(job.regime), job.recipe)
+            finally:
+                release(work, name)
+            progressed = True
+            print(f"[{(time.perf_counter() - start) / 60:.1f} min] {job.regime.name}: {' -> '.join(job.pair)} "
+                  f"{job.label} seed {job.seed}: val {record['val_top1']:.2f} test {record['test_top1']:.2f}",
+                  flush=True)
+            after_each()
+            break  # the list may have grown or been reordered: start again from its top
+        if not progressed:
+            time.sleep(60)
