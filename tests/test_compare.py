@@ -45,8 +45,8 @@ def _compare(teacher, out, *extra):
 @pytest.mark.slow
 def test_a_seed_gives_every_method_the_same_student_and_data_order(teacher, tmp_path):
     from fofakd.compare.plan import Comparison
-    from fofakd.engine.classification import ClassificationTask
-    from fofakd.engine.config import build_config
+    from fofakd.classification.config import build_config
+    from fofakd.classification.training import ClassificationTask
     from fofakd.engine.trainer import Trainer
 
     options = {"teacher_checkpoint": str(teacher), "student": "resnet10t", "train_subset": 96, "batch_size": 32}

@@ -8,7 +8,7 @@ from fofakd.data import TensorSplit, build_data
 from fofakd.data.augment import AugmentConfig, augment_uint8, random_crop
 from fofakd.data.build import carve_validation
 from fofakd.data.loader import TensorLoader
-from fofakd.engine.config import build_config
+from fofakd.classification.config import build_config
 
 
 def _split(n=20):

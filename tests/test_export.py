@@ -8,7 +8,7 @@ import torch
 import fofakd
 from fofakd.cli import main
 from fofakd.data import build_eval_data
-from fofakd.engine.config import build_config
+from fofakd.classification.config import build_config
 from fofakd.models.checkpoint import state_fingerprint
 
 SMALL = ["--train-subset", "96", "--val-subset", "32", "--test-subset", "64", "--batch-size", "32",

@@ -85,7 +85,7 @@ def test_reference_init_keeps_torch_defaults_where_the_authors_do():
     for a, b in zip(ours.aligners, theirs.aligners):
         assert a.proj.weight.std().item() == pytest.approx(b.proj.weight.std().item(), rel=0.1)
     assert all(p.beta.item() == 0.0 for p in theirs.prompts.values())
-    with pytest.raises(fofakd.FofakdError, match="init 'bogus' is not known"):
+    with pytest.raises(fofakd.FofakdError, match="option 'init' must be one of fofakd, reference, got 'bogus'"):
         _build(init="bogus")
 
 
@@ -120,16 +120,20 @@ def test_layer_target_norm_standardises_the_teacher_features():
 
 
 def test_reference_preset_sets_every_authors_behaviour_and_options_override_it():
-    from fofakd.methods.fofa import PRESETS, resolve_preset
+    from fofakd.methods.fofa_options import PRESETS, FaithfulnessOptions
 
-    assert resolve_preset("reference") == PRESETS["reference"]
-    assert resolve_preset("reference", pos_embed="fixed")["pos_embed"] == "fixed"
-    assert resolve_preset("fofakd", init=None) == PRESETS["fofakd"]
+    def resolved(**given):
+        options = FaithfulnessOptions(**given).resolved()
+        return {k: getattr(options, k) for k in PRESETS["fofakd"]}
+
+    assert resolved(preset="reference") == PRESETS["reference"]
+    assert resolved(preset="reference", pos_embed="fixed")["pos_embed"] == "fixed"
+    assert resolved(preset="fofakd", init=None) == PRESETS["fofakd"]
     theirs = fofakd.build_distiller("fofa", teacher=_model("vit_tiny_patch16_224"), student=_model("resnet18"),
                                     input_size=(3, SIZE, SIZE), dim=64, preset="reference")
-    assert theirs.raa.pos_embed == "reference" and theirs.token_drop == "last"
-    assert theirs.prompt_hooks.token_mode == "reference"
-    assert all(getattr(p.feedback_aligner, "resize_first", True) for p in theirs.prompts.values())
+    assert theirs.raa.pos_embed == "reference" and theirs.faithfulness.token_drop == "last"
+    assert theirs.prompt_hooks.prompt_reshape == "reference"
+    assert all(getattr(p.feedback_aligner, "order", "resize_first") == "resize_first" for p in theirs.prompts.values())
     assert bool((_biases(theirs.raa) != 0).all())  # PyTorch's default init
     theirs.train()
     optimizer = torch.optim.SGD(theirs.trainable_parameters(), lr=0.05)
@@ -139,9 +143,9 @@ def test_reference_preset_sets_every_authors_behaviour_and_options_override_it()
         out["loss"].backward()
         optimizer.step()
         assert torch.isfinite(out["loss"]) and all(p.grad is None for p in theirs.teacher.parameters())
-    with pytest.raises(fofakd.FofakdError, match="preset 'paper' is not known"):
+    with pytest.raises(fofakd.FofakdError, match="option 'preset' must be one of fofakd, reference, got 'paper'"):
         _build(preset="paper")
-    with pytest.raises(fofakd.FofakdError, match="token_drop 'first' is not known"):
+    with pytest.raises(fofakd.FofakdError, match="option 'token_drop' must be one of prefix, last, got 'first'"):
         _build(token_drop="first")
 
 
@@ -152,7 +156,7 @@ def test_last_token_features_keep_the_class_token_first():
     stages = discover_stages(vit, (3, SIZE, SIZE))
     x, _ = _batch(2)
     _, ours = forward_stages(vit, x, stages)
-    _, theirs = forward_stages(vit, x, stages, drop_last_token=True)
+    _, theirs = forward_stages(vit, x, stages, token_drop="last")
     _, raw = vit.forward_intermediates(x, indices=stages.indices, output_fmt="NCHW", return_prefix_tokens=True)
     for mine, authors, (_, prefix) in zip(ours, theirs, raw):
         assert authors.shape == mine.shape  # 64 tokens either way on 8x8 patches

@@ -78,11 +78,12 @@ def test_without_prompts_the_teacher_never_runs_with_autograd():
     assert grad_enabled == [False]
 
 
-def test_the_method_catalogue_matches_the_registry():
-    from fofakd.method_catalogue import load_catalogue
-    from fofakd.methods.catalogue import live_catalogue
+def test_the_method_options_file_matches_the_registry():
+    from fofakd.method_validation import load_method_options
+    from fofakd.methods.write_method_options import live_method_options
 
-    assert load_catalogue() == live_catalogue(), "regenerate it: python -m fofakd.methods.catalogue"
+    assert load_method_options() == live_method_options(), \
+        "regenerate it: python -m fofakd.methods.write_method_options"
 
 
 def test_fitnet_kd_weight_adds_the_fofa_authors_kd_term():

@@ -4,8 +4,8 @@ import torch
 from torch import nn
 from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
 
-from fofakd.engine.builder import build_optimizer
-from fofakd.engine.config import build_config
+from fofakd.classification.config import build_config
+from fofakd.engine.optim import build_optimizer
 
 pytestmark = pytest.mark.skipif("cpu" not in _get_fused_kernels_supported_devices(),
                                 reason="this torch has no fused optimiser kernels on the CPU (torch < 2.4)")

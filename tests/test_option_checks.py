@@ -7,13 +7,14 @@ import pytest
 import yaml
 
 from fofakd.cli import main
-from fofakd.engine.config import RunConfig, check_value, fields_of
+from fofakd.classification.config import ClassificationConfig
+from fofakd.engine.config import check_value, fields_of
 from fofakd.errors import FofakdError
-from fofakd.method_catalogue import load_catalogue
+from fofakd.method_validation import load_method_options
 from fofakd.methods import build_distiller
 from fofakd.options import PROBABILITY, Range, check_option
 
-CATALOGUE = load_catalogue()
+METHOD_OPTIONS = load_method_options()
 WRONG_FOR = {  # a value of each other kind
     "float": [[1, 2], {"a": 1}, "hot", True],
     "int": [[1, 2], {"a": 1}, "four", 2.5, True],
@@ -44,13 +45,13 @@ def _accepts(kind: str, value) -> bool:
         return False
 
 
-CASES = [(method, option, value) for method, options in CATALOGUE.items() for option, spec in options.items()
+CASES = [(method, option, value) for method, options in METHOD_OPTIONS.items() for option, spec in options.items()
          for value in _wrong_values(spec)]
 
 
 def test_every_option_has_cases():
     covered = {(m, o) for m, o, _ in CASES}
-    assert covered == {(m, o) for m, options in CATALOGUE.items() for o in options}
+    assert covered == {(m, o) for m, options in METHOD_OPTIONS.items() for o in options}
 
 
 @pytest.mark.parametrize("method,option,value", CASES, ids=[f"{m}-{o}-{v!r}" for m, o, v in CASES])
@@ -77,19 +78,20 @@ def test_right_values_pass_and_widen():
     assert check_option("x", "1e-3", ["float"]) == 1e-3  # PyYAML reads 1e-3 (no dot) as text
     assert check_option("x", [1, 2], ["float", "float list"]) == [1.0, 2.0]
     assert check_option("x", None, ["int list", "none"]) is None
-    assert check_value("hflip", 1.0) == 1.0 and check_value("lr", "1e-3") == 1e-3
+    assert check_value("hflip", 1.0, ClassificationConfig) == 1.0
+    assert check_value("lr", "1e-3", ClassificationConfig) == 1e-3
     assert PROBABILITY.holds(1.0) and not Range(0, 1).holds(1.0) and not Range(0, None, False).holds(0)
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
 def test_non_finite_numbers_are_refused(value):
     with pytest.raises(FofakdError, match="must be a finite number"):
-        check_value("smoothing", value)
+        check_value("smoothing", value, ClassificationConfig)
 
 
-@pytest.mark.parametrize("name", [n for n in fields_of(RunConfig) if n != "task"])
+@pytest.mark.parametrize("name", [n for n in fields_of(ClassificationConfig) if n != "task"])
 def test_a_wrong_config_value_is_refused_in_one_sentence(name, tmp_path, capsys):
-    hint = typing.get_type_hints(RunConfig)[name]
+    hint = typing.get_type_hints(ClassificationConfig)[name]
     kind = next((a for a in typing.get_args(hint) if a is not type(None)), hint)  # `str | None` -> str
     wrong = [[1, 2], {"a": 1} if kind is not dict else [1], "text" if kind is not str else 5]
     for value in wrong:

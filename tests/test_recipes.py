@@ -12,8 +12,9 @@ from fofakd.cli import main
 from fofakd.data.augment import AugmentConfig, augment_uint8, to_model_input
 from fofakd.data import DataBundle
 from fofakd.data.bundle import mixup_hooks
-from fofakd.engine.builder import build_optimizer, build_run_models, build_scheduler
-from fofakd.engine.config import build_config
+from fofakd.classification.config import build_config
+from fofakd.classification.models import build_run_models
+from fofakd.engine.optim import build_optimizer, build_scheduler
 from fofakd.methods import build_distiller
 from fofakd.recipes import PAIRS, all_recipes, default_dir, render
 

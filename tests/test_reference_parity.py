@@ -90,7 +90,7 @@ def _map_prompt(case, resize_first):
     out, inp = meta["stage_output"], meta["stage_input"]
     stage = StageInfo(index=0, module="m", start_module="m", channels=out[1], grid=tuple(out[2:]), form="map",
                       input_layout="NCHW", input_channels=inp[1], input_grid=tuple(inp[2:]))
-    prompt = AdaptiveFeedbackPrompt(stage, "bias", feedback_resize_first=resize_first).train()
+    prompt = AdaptiveFeedbackPrompt(stage, "bias", feedback_order="resize_first" if resize_first else "project_first").train()
     _load(prompt, case, PROMPT_RENAME)
     return prompt
 

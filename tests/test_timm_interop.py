@@ -11,7 +11,7 @@ import yaml
 from cli_checks import fails_cleanly
 from fofakd import create_model
 from fofakd.cli import main
-from fofakd.engine.export import load_student
+from fofakd.tasks import load_student
 from fofakd.errors import FofakdError
 
 pytestmark = pytest.mark.slow  # most tests here train runs end to end

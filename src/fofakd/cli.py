@@ -51,11 +51,12 @@ def _cmd_stages(args: argparse.Namespace) -> None:
 
 
 def _cmd_fit(args: argparse.Namespace) -> None:
-    from .engine.config import check_run, config_from_args
+    from .classification.config import check_run
+    from .engine.config import config_from_args
 
     cfg = config_from_args(args)  # validated before torch and timm load, so a mistake is reported at once
     check_run(cfg, args.command)
-    from .engine.classification import run
+    from .classification.training import run
 
     run(cfg, args.command)
 
@@ -64,19 +65,18 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     import torch
 
     from .data import build_eval_data
-    from .engine.config import build_config
+    from .classification.config import build_config
     from .engine.evaluate import evaluate
-    from .engine.export import load_student
+    from .engine.export import eval_data_dir
+    from .tasks import load_student
 
-    model, spec, _ = load_student(args.checkpoint)
-    if spec.get("task") == "detection":
-        raise FofakdError(f"'{args.checkpoint}' holds a detector; evaluate it with `fofakd detect eval`.")
+    model, spec, _ = load_student(args.checkpoint, task="classification")
     data_name = args.data or spec.get("data")
     if not data_name:
         raise FofakdError(f"'{args.checkpoint}' does not record its data set; name it with --data (and --data-dir).")
     options = {"data": data_name, "img_size": spec["img_size"], "eval_batch_size": args.batch_size,
                "test_subset": args.subset}
-    data_dir = args.data_dir or (spec.get("data_dir") if data_name == spec.get("data") else None)
+    data_dir = eval_data_dir(spec, data_name, args.data_dir)
     if data_dir:
         options["data_dir"] = data_dir
     data = build_eval_data(build_config(options))
@@ -115,7 +115,7 @@ def _cmd_attention(args: argparse.Namespace) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from .engine.export import export_student
+    from .tasks import export_student
 
     print(json.dumps(export_student(args.checkpoint, args.format, args.out, overwrite=args.overwrite,
                                     fold_normalisation=args.fold_normalisation, push_to_hub=args.push_to_hub)))
@@ -175,9 +175,9 @@ def _cmd_recipes(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .engine.config import add_config_arguments
-
     from . import __version__
+    from .classification.config import ClassificationConfig
+    from .engine.config import add_config_arguments
 
     parser = argparse.ArgumentParser(
         prog="fofakd", description="Heterogeneous knowledge distillation for vision models (FOFA and baselines)."
@@ -185,10 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fofakd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     train = sub.add_parser("train", help="train one model without a teacher (a teacher, or a from-scratch baseline)")
-    add_config_arguments(train, "train")
+    add_config_arguments(train, "train", ClassificationConfig)
     train.set_defaults(func=_cmd_fit)
     distill = sub.add_parser("distill", help="distil a student from a teacher with a method")
-    add_config_arguments(distill, "distill")
+    add_config_arguments(distill, "distill", ClassificationConfig)
     distill.set_defaults(func=_cmd_fit)
 
     evaluate = sub.add_parser("eval", help="top-1/top-5 of a trained student on a data set's test split")
@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare = sub.add_parser("compare", help="several methods on one teacher, student and data over paired seeds, "
                                             "with a report and a recommendation")
-    add_config_arguments(compare, "distill")
+    add_config_arguments(compare, "distill", ClassificationConfig)
     compare.add_argument("--methods", help="methods to compare, comma-separated (e.g. scratch,kd,fitnet,fofa)")
     compare.add_argument("--seeds", type=int, help="seeds per method, 0 .. N-1 (default 3)")
     compare.add_argument("--reference", help="the method the others are compared with (default: best on validation)")

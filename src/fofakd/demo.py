@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .engine.config import build_config
-from .engine.classification import run
+from .classification.config import build_config
+from .classification.training import run
 from .reports.attention import draw_attention
 from .reports.report import markdown_table, write_report
 

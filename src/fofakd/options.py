@@ -1,13 +1,16 @@
 """Declared kinds and ranges of options, and the one check every option value goes through.
 
-Config fields (`engine.config`) and method options (`methods`, through `method_catalogue.json`) declare a kind
+Config fields (`engine.config.option`) and method options (`methods`, through `method_options.json`) declare a kind
 and a range once; the command line, YAML files and `build_distiller(**options)` all check values here, before any
 model is built. Importing this module does not import torch.
 """
 from __future__ import annotations
 
+import collections.abc
 import math
 import re
+import types
+import typing
 from typing import Any, NamedTuple
 
 
@@ -35,7 +38,7 @@ NON_NEGATIVE = Range(0)
 FRACTION = Range(0, 1)  # a share of something, below one
 PROBABILITY = Range(0, 1, True, True)
 
-# Kinds, as method_catalogue.json stores them: a value must be one of an option's kinds.
+# Kinds, as method_options.json stores them: a value must be one of an option's kinds.
 KIND_WORDS = {"float": "a number", "int": "an integer", "bool": "true or false", "str": "a string",
               "none": "empty (null)", "int list": "a list of integers", "float list": "a list of numbers",
               "dict": "a mapping"}
@@ -106,3 +109,34 @@ def check_option(what: str, value: Any, kinds: list[str], bounds: Range | None =
         if bounds is not None and (_is_int(number) or isinstance(number, float)) and not bounds.holds(number):
             raise FofakdError(f"{what} must be {bounds.describe()}, got {value!r}; fix its value.")
     return converted
+
+
+def _union_members(hint: Any) -> tuple[Any, ...]:
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return typing.get_args(hint)
+    return (hint,)
+
+
+def option_kinds(hint: Any) -> list[str]:
+    """The kinds (`KIND_WORDS`) a type hint allows: `Sequence[int] | None` -> int list, none; a `Literal` of
+    strings -> str."""
+    kinds = []
+    for member in _union_members(hint):
+        if member is type(None):
+            kinds.append("none")
+        elif typing.get_origin(member) is typing.Literal:
+            kinds.append("str")
+        elif typing.get_origin(member) in (collections.abc.Sequence, list, tuple):
+            kinds.append(f"{option_kinds(typing.get_args(member)[0])[0]} list")
+        else:
+            kinds.append({float: "float", int: "int", bool: "bool", str: "str", dict: "dict"}[member])
+    return kinds
+
+
+def option_choices(hint: Any) -> list[str] | None:
+    """The values a `Literal` type hint allows (None for any other hint): one vocabulary for a choice, from the
+    user's option down to the module that acts on it."""
+    for member in _union_members(hint):
+        if typing.get_origin(member) is typing.Literal:
+            return list(typing.get_args(member))
+    return None

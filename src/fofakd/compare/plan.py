@@ -10,7 +10,8 @@ from typing import Any
 
 import yaml
 
-from ..engine.config import build_config, fields_of, parse_key_values
+from ..classification.config import ClassificationConfig, build_config
+from ..engine.config import fields_of, parse_key_values
 from ..errors import FofakdError
 from ..files import write_text
 
@@ -64,9 +65,9 @@ class Comparison:
 def split_method_options(pairs: dict[str, Any], methods: list[str]) -> dict[str, dict[str, Any]]:
     """`{"fofa:dim": 64, "temperature": 2}` -> per method; a key without `method:` goes to every method that has
     the option."""
-    from ..method_catalogue import load_catalogue
+    from ..method_validation import load_method_options
 
-    catalogue = load_catalogue()
+    catalogue = load_method_options()
     out: dict[str, dict[str, Any]] = {m: {} for m in methods}
     for key, value in pairs.items():
         method, sep, option = key.rpartition(":")
@@ -97,7 +98,7 @@ def comparison_from_args(args: argparse.Namespace) -> Comparison:
     """The comparison the command line (and its YAML file, if any) describes, every run's options checked."""
     from ..methods.registry import list_methods
 
-    fields = fields_of()
+    fields = fields_of(ClassificationConfig)
     given = {k: v for k, v in vars(args).items() if k in fields}
     for key, value in given.items():  # KEY=VALUE flags (model kwargs) as mappings, as `fofakd distill` reads them
         if key != "method_options" and isinstance(value, list) and fields[key].default is dataclasses.MISSING:

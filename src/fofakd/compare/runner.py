@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import yaml
 
-from ..engine.config import build_config, check_run
+from ..classification.config import build_config, check_run
 from ..errors import FofakdError, RunInterrupted
 from ..files import write_text
 from .plan import Comparison
@@ -62,7 +62,7 @@ def write_run_config(comparison: Comparison, method: str, seed: int) -> Path:
 
 def run_one(comparison: Comparison, method: str, seed: int) -> None:
     """Make (or continue) one run of the comparison in this process; a finished run is left as it is."""
-    from ..engine.classification import run
+    from ..classification.training import run
 
     if run_state(comparison, method, seed) == "done":
         return
@@ -154,8 +154,8 @@ def timed_steps(comparison: Comparison, steps: int = 3) -> dict[str, dict[str, A
 
     import torch
 
-    from ..engine.builder import build_optimizer
-    from ..engine.classification import ClassificationTask
+    from ..classification.training import ClassificationTask
+    from ..engine.optim import build_optimizer
     from ..engine.distributed import init_distributed
 
     out = {}

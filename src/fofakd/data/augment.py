@@ -31,7 +31,7 @@ class AugmentConfig:
 
     @classmethod
     def from_config(cls, cfg) -> "AugmentConfig":
-        """The augmentation options of a run config (a RunConfig or anything with the same fields)."""
+        """The augmentation options of a run config (a ClassificationConfig or anything with the same fields)."""
         return cls(cfg.crop_padding, cfg.hflip, cfg.randaugment, cfg.reprob, cfg.rrc_scale)
 
     def __post_init__(self) -> None:

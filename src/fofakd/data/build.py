@@ -28,7 +28,7 @@ def _first(split: TensorSplit | None, count: int | None) -> TensorSplit | None:
 
 
 def build_data(cfg: Any, rank: int = 0, world_size: int = 1, device: torch.device | str = "cpu") -> DataBundle:
-    """Loaders for `cfg` (a RunConfig or anything with the same fields)."""
+    """Loaders for `cfg` (a ClassificationConfig or anything with the same fields)."""
     from .loader import TensorLoader
 
     check_dataset_name(cfg.data)

@@ -15,7 +15,7 @@ _LAZY = {
     "make_synthetic_coco": "fofakd.detection.synthetic",
     "build_detection_distiller": "fofakd.detection.source",
     "DetectionConfig": "fofakd.detection.config",
-    "run_detection": "fofakd.detection.trainer",
+    "run_detection": "fofakd.detection.training",
 }
 
 __all__ = list(_LAZY)

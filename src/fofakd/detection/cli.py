@@ -18,18 +18,17 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     import torch
 
     from ..engine.config import build_config
-    from ..engine.export import load_student
+    from ..engine.export import eval_data_dir, load_student
     from ..errors import FofakdError
+    from . import saved_model  # noqa: F401  (registers detectors with the engine, so load_student builds them)
     from .coco import CocoDetection
     from .config import DetectionConfig
     from .data import data_root, eval_loader, first_images, split_files
     from .evaluate import evaluate_detector
 
-    model, spec, _ = load_student(args.checkpoint)
-    if spec.get("task") != "detection":
-        raise FofakdError(f"'{args.checkpoint}' holds a classifier; evaluate it with `fofakd eval`.")
+    model, spec, _ = load_student(args.checkpoint, task="detection")
     data = args.data or spec["data"]
-    data_dir = args.data_dir or (spec.get("data_dir") if data == spec["data"] else None)
+    data_dir = eval_data_dir(spec, data, args.data_dir)
     cfg = build_config({"data": data, "data_dir": data_dir, "eval_batch_size": args.batch_size, "workers": 0},
                        schema=DetectionConfig)
     split = args.split or cfg.splits()[1]

@@ -124,7 +124,7 @@ class DetectorSource(FeatureSource):
     def prompt_sites(self, teacher_stages: ModelStages) -> tuple[nn.Module, ModelStages]:
         return self.teacher.backbone.body, teacher_prompt_stages(self.teacher, teacher_stages)
 
-    def student_forward(self, images, targets, stages=None, drop_last_token=False):
+    def student_forward(self, images, targets, stages=None, token_drop="prefix"):
         student = self.student
         batch, targets = student.transform(images, targets)
         features = student.backbone(batch.tensors)
@@ -140,7 +140,7 @@ class DetectorSource(FeatureSource):
             "loss_classifier": (1.0, loss_classifier), "loss_box_reg": (1.0, loss_box_reg)}}
         return class_logits, list(features.values()) if stages is not None else []
 
-    def teacher_forward(self, images, stages, drop_last_token=False):
+    def teacher_forward(self, images, stages, token_drop="prefix"):
         batch = self._step["batch"]
         features = self.teacher.backbone(batch.tensors)
         logits = roi_class_logits(self.teacher, features, self._step["proposals"], batch.image_sizes)

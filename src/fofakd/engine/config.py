@@ -1,4 +1,5 @@
-"""A run's options: one dataclass, filled from defaults, then a YAML file, then command-line flags."""
+"""The config machinery every task shares: options declared on a dataclass (`option`), filled from defaults, then a
+YAML file, then command-line flags, each checked against its kind, range and choices."""
 from __future__ import annotations
 
 import argparse
@@ -13,13 +14,13 @@ from typing import Any
 import yaml
 
 from ..errors import FofakdError
-from ..options import FRACTION, NON_NEGATIVE, POSITIVE, PROBABILITY, Range, check_option
+from ..options import FRACTION, NON_NEGATIVE, POSITIVE, PROBABILITY, check_option
 
 TRAIN, DISTILL, BOTH = ("train",), ("distill",), ("train", "distill")
 _KINDS = {int: "int", float: "float", str: "str", bool: "bool", dict: "dict"}
 
 
-def _opt(default: Any, help: str, commands: tuple[str, ...] = BOTH, choices: tuple | None = None,
+def option(default: Any, help: str, commands: tuple[str, ...] = BOTH, choices: tuple | None = None,
          bounds: tuple | None = None) -> Any:
     factory = {"default_factory": lambda: dict(default)} if isinstance(default, dict) else {"default": default}
     return field(**factory, metadata={"help": help, "commands": commands, "choices": choices, "bounds": bounds})
@@ -33,60 +34,60 @@ class TrainingConfig:
     """
 
     # models
-    model: str | None = _opt(None, "timm model to train (for detection: the backbone)", TRAIN)
-    model_kwargs: dict = _opt({}, "extra model arguments, KEY=VALUE (e.g. patch_size=4)", TRAIN)
-    checkpoint: str | None = _opt(None, "initial weights for the model (file or fofakd run directory)", TRAIN)
-    teacher: str | None = _opt(None, "timm name of the teacher (default: read from a run directory)", DISTILL)
-    teacher_checkpoint: str | None = _opt(None, "teacher weights: a checkpoint file or a fofakd train run directory",
+    model: str | None = option(None, "timm model to train (for detection: the backbone)", TRAIN)
+    model_kwargs: dict = option({}, "extra model arguments, KEY=VALUE (e.g. patch_size=4)", TRAIN)
+    checkpoint: str | None = option(None, "initial weights for the model (file or fofakd run directory)", TRAIN)
+    teacher: str | None = option(None, "timm name of the teacher (default: read from a run directory)", DISTILL)
+    teacher_checkpoint: str | None = option(None, "teacher weights: a checkpoint file or a fofakd train run directory",
                                           DISTILL)
-    teacher_kwargs: dict = _opt({}, "extra teacher arguments, KEY=VALUE", DISTILL)
-    student: str | None = _opt(None, "timm name of the student", DISTILL)
-    student_kwargs: dict = _opt({}, "extra student arguments, KEY=VALUE (e.g. patch_size=4 for small images)",
+    teacher_kwargs: dict = option({}, "extra teacher arguments, KEY=VALUE", DISTILL)
+    student: str | None = option(None, "timm name of the student", DISTILL)
+    student_kwargs: dict = option({}, "extra student arguments, KEY=VALUE (e.g. patch_size=4 for small images)",
                                 DISTILL)
-    pretrained: bool = _opt(False, "start from timm's pretrained weights (needs network)")
-    reset_head: bool = _opt(False, "accept a checkpoint whose classifier has another class count (new head)")
-    method: str = _opt("fofa", "distillation method (see `fofakd methods`)", DISTILL)
-    method_options: dict = _opt({}, "method options, KEY=VALUE (e.g. se_mode=gate)", DISTILL)
+    pretrained: bool = option(False, "start from timm's pretrained weights (needs network)")
+    reset_head: bool = option(False, "accept a checkpoint whose classifier has another class count (new head)")
+    method: str = option("fofa", "distillation method (see `fofakd methods`)", DISTILL)
+    method_options: dict = option({}, "method options, KEY=VALUE (e.g. se_mode=gate)", DISTILL)
     # recipe
-    epochs: int = _opt(10, "training epochs", bounds=POSITIVE)
-    batch_size: int = _opt(128, "batch size per process", bounds=POSITIVE)
-    eval_batch_size: int = _opt(256, "evaluation batch size per process", bounds=POSITIVE)
-    workers: int = _opt(2, "data loader workers for image files", bounds=NON_NEGATIVE)
-    opt: str = _opt("adamw", "optimiser (any timm optimiser name, e.g. sgd, adamw)")
-    fused_optimizer: bool = _opt(True, "torch's fused kernel for adam and adamw where the device has one "
+    epochs: int = option(10, "training epochs", bounds=POSITIVE)
+    batch_size: int = option(128, "batch size per process", bounds=POSITIVE)
+    eval_batch_size: int = option(256, "evaluation batch size per process", bounds=POSITIVE)
+    workers: int = option(2, "data loader workers for image files", bounds=NON_NEGATIVE)
+    opt: str = option("adamw", "optimiser (any timm optimiser name, e.g. sgd, adamw)")
+    fused_optimizer: bool = option(True, "torch's fused kernel for adam and adamw where the device has one "
                                        "(--no-fused-optimizer: the for-loop)")
-    lr: float = _opt(1e-3, "peak learning rate (per process batch; see the docs for scaling)", bounds=POSITIVE)
-    min_lr: float = _opt(1e-5, "final learning rate of the schedule", bounds=NON_NEGATIVE)
-    weight_decay: float = _opt(0.05, "weight decay (not applied to norms and biases)", bounds=NON_NEGATIVE)
-    momentum: float = _opt(0.9, "SGD momentum", bounds=FRACTION)
-    sched: str = _opt("cosine", "learning-rate schedule, stepped every iteration", choices=("cosine", "step", "none"))
-    warmup_epochs: int = _opt(0, "linear warm-up epochs", bounds=NON_NEGATIVE)
-    warmup_lr: float = _opt(1e-6, "learning rate at the start of warm-up", bounds=NON_NEGATIVE)
-    decay_epochs: float = _opt(30, "epochs between decays of the step schedule", bounds=POSITIVE)
-    decay_rate: float = _opt(0.1, "decay factor of the step schedule", bounds=POSITIVE)
-    clip_grad: float | None = _opt(None, "clip the gradient norm to this value", bounds=POSITIVE)
-    hflip: float = _opt(0.5, "horizontal flip probability", bounds=PROBABILITY)
-    amp: str = _opt("none", "mixed precision: bf16 (CPU or GPU) or fp16 (GPU, with a grad scaler)",
+    lr: float = option(1e-3, "peak learning rate (per process batch; see the docs for scaling)", bounds=POSITIVE)
+    min_lr: float = option(1e-5, "final learning rate of the schedule", bounds=NON_NEGATIVE)
+    weight_decay: float = option(0.05, "weight decay (not applied to norms and biases)", bounds=NON_NEGATIVE)
+    momentum: float = option(0.9, "SGD momentum", bounds=FRACTION)
+    sched: str = option("cosine", "learning-rate schedule, stepped every iteration", choices=("cosine", "step", "none"))
+    warmup_epochs: int = option(0, "linear warm-up epochs", bounds=NON_NEGATIVE)
+    warmup_lr: float = option(1e-6, "learning rate at the start of warm-up", bounds=NON_NEGATIVE)
+    decay_epochs: float = option(30, "epochs between decays of the step schedule", bounds=POSITIVE)
+    decay_rate: float = option(0.1, "decay factor of the step schedule", bounds=POSITIVE)
+    clip_grad: float | None = option(None, "clip the gradient norm to this value", bounds=POSITIVE)
+    hflip: float = option(0.5, "horizontal flip probability", bounds=PROBABILITY)
+    amp: str = option("none", "mixed precision: bf16 (CPU or GPU) or fp16 (GPU, with a grad scaler)",
                     choices=("none", "bf16", "fp16"))
-    ema: bool = _opt(False, "keep an exponential moving average of the student")
-    ema_decay: float = _opt(0.9998, "EMA decay per step", bounds=FRACTION)
-    channels_last: bool = _opt(False, "channels-last memory format")
-    compile: bool = _opt(False, "torch.compile the student and teacher")
-    sync_bn: bool = _opt(False, "synchronise the student's BatchNorm across processes")
-    seed: int = _opt(42, "random seed")
-    deterministic: bool = _opt(False, "deterministic algorithms (slower)")
-    device: str = _opt("auto", "cpu, cuda or auto")
-    tracker: str | None = _opt(None, "also log to an experiment tracker: mlflow (a file store under the run unless "
+    ema: bool = option(False, "keep an exponential moving average of the student")
+    ema_decay: float = option(0.9998, "EMA decay per step", bounds=FRACTION)
+    channels_last: bool = option(False, "channels-last memory format")
+    compile: bool = option(False, "torch.compile the student and teacher")
+    sync_bn: bool = option(False, "synchronise the student's BatchNorm across processes")
+    seed: int = option(42, "random seed")
+    deterministic: bool = option(False, "deterministic algorithms (slower)")
+    device: str = option("auto", "cpu, cuda or auto")
+    tracker: str | None = option(None, "also log to an experiment tracker: mlflow (a file store under the run unless "
                                      "MLFLOW_TRACKING_URI is set) or wandb (offline unless WANDB_MODE is set)",
                                choices=("mlflow", "wandb"))
     # run directory
-    out: str | None = _opt(None, "run directory")
-    resume: bool = _opt(False, "continue the run in --out from checkpoints/last.pt")
-    overwrite: bool = _opt(False, "replace a run that --out already holds")
-    stop_after: int | None = _opt(None, "stop after N epochs of this invocation, with a checkpoint to --resume from",
+    out: str | None = option(None, "run directory")
+    resume: bool = option(False, "continue the run in --out from checkpoints/last.pt")
+    overwrite: bool = option(False, "replace a run that --out already holds")
+    stop_after: int | None = option(None, "stop after N epochs of this invocation, with a checkpoint to --resume from",
                                   bounds=POSITIVE)
     # which task's command made the run (no flag: each task's config class sets it)
-    task: str = _opt("classification", "the run's task", commands=())
+    task: str = option("classification", "the run's task", commands=())
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -97,41 +98,14 @@ def run_task(config: dict[str, Any]) -> str:
     return config.get("task", "classification")
 
 
-@dataclass
-class RunConfig(TrainingConfig):
-    """Every option of `fofakd train` and `fofakd distill` (image classification)."""
-
-    # data
-    data: str = _opt("fashion-mnist", "data set: fashion-mnist, cifar10, cifar100, imagefolder, or hfds/NAME (a "
-                                      "Hugging Face data set, through timm)",
-                     choices=("fashion-mnist", "cifar10", "cifar100", "imagefolder", "hfds/"))
-    data_dir: str | None = _opt(None, "where the data set lives (default: its standard location)")
-    img_size: int | None = _opt(None, "input size models see (default: the data's own size)", bounds=POSITIVE)
-    val_fraction: float = _opt(0.1, "fraction of the training split held out for validation (0: none)",
-                                bounds=FRACTION)
-    train_subset: int | None = _opt(None, "use only the first N training images", bounds=POSITIVE)
-    val_subset: int | None = _opt(None, "use only the first N validation images", bounds=POSITIVE)
-    test_subset: int | None = _opt(None, "use only the first N test images", bounds=POSITIVE)
-    # augmentation
-    smoothing: float = _opt(0.1, "label smoothing", bounds=FRACTION)
-    crop_padding: int = _opt(2, "random-crop padding in pixels for in-memory data (0: no crop)", bounds=NON_NEGATIVE)
-    rrc_scale: float | None = _opt(None, "random-resized crop with this smallest area fraction (e.g. 0.08) instead "
-                                         "of the padded crop; image folders always use it (default 0.08)",
-                                   bounds=Range(0, 1, False, True))
-    randaugment: int | None = _opt(None, "RandAugment magnitude (e.g. 9); off by default", bounds=NON_NEGATIVE)
-    reprob: float = _opt(0.0, "random-erasing probability", bounds=PROBABILITY)
-    mixup: float = _opt(0.0, "mixup alpha (0: off)", bounds=NON_NEGATIVE)
-    cutmix: float = _opt(0.0, "cutmix alpha (0: off)", bounds=NON_NEGATIVE)
-
-
 @functools.cache
-def fields_of(schema: type = RunConfig) -> dict[str, dataclasses.Field]:
+def fields_of(schema: type) -> dict[str, dataclasses.Field]:
     """A config class's options by name."""
     return {f.name: f for f in dataclasses.fields(schema)}
 
 
 
-def _base_type(name: str, schema: type = RunConfig) -> tuple[type, bool]:
+def _base_type(name: str, schema: type) -> tuple[type, bool]:
     hint = typing.get_type_hints(schema)[name]
     args = typing.get_args(hint)
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
@@ -155,7 +129,7 @@ def _inherited(schema: type, key: str, item: str) -> Any:
     return None
 
 
-def check_value(key: str, value: Any, schema: type = RunConfig) -> Any:
+def check_value(key: str, value: Any, schema: type) -> Any:
     """Validate one option's value against its declared type and choices; return it (ints widened to float)."""
     fields = fields_of(schema)
     if key not in fields:
@@ -171,7 +145,7 @@ def check_value(key: str, value: Any, schema: type = RunConfig) -> Any:
                         fields[key].metadata["choices"])
 
 
-def load_yaml(path: str | Path, schema: type = RunConfig) -> dict[str, Any]:
+def load_yaml(path: str | Path, schema: type) -> dict[str, Any]:
     """Options from a YAML mapping, checked key by key."""
     path = Path(path)
     if not path.is_file():
@@ -185,8 +159,8 @@ def load_yaml(path: str | Path, schema: type = RunConfig) -> dict[str, Any]:
     return {key: check_value(key, value, schema) for key, value in data.items()}
 
 
-def build_config(overrides: dict[str, Any], config_file: str | Path | None = None, schema: type = RunConfig) -> Any:
-    """Defaults, then the YAML file, then `overrides` (the flags given on the command line)."""
+def build_config(overrides: dict[str, Any], config_file: str | Path | None = None, *, schema: type) -> Any:
+    """A `schema` config: defaults, then the YAML file, then `overrides` (the flags given on the command line)."""
     values = load_yaml(config_file, schema) if config_file else {}
     values.update({key: check_value(key, value, schema) for key, value in overrides.items()})
     cfg = schema(**values)
@@ -207,7 +181,7 @@ def parse_key_values(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, command: str, schema: type = RunConfig) -> None:
+def add_config_arguments(parser: argparse.ArgumentParser, command: str, schema: type) -> None:
     """One flag per option of `command`; unset flags stay absent so the YAML file and defaults apply."""
     parser.add_argument("--config", help="YAML file with options (flags override it)")
     parser.add_argument("run_dir", nargs="?", metavar="RUN_DIR",
@@ -231,55 +205,6 @@ def add_config_arguments(parser: argparse.ArgumentParser, command: str, schema: 
             parser.add_argument(flag, type=kind, choices=exact, **common)
 
 
-def check_run(cfg: TrainingConfig, command: str) -> None:
-    """What can be checked before torch loads: the models are named, a teacher's weights exist, and the method and
-    its options are among the built-in ones (`fofakd.method_catalogue`)."""
-    check_models(cfg, command)
-    if cfg.tracker is not None:
-        import importlib.util
-
-        if importlib.util.find_spec(cfg.tracker) is None:
-            raise FofakdError(f"--tracker {cfg.tracker} needs the {cfg.tracker} package; install it with pip install "
-                              f"'fofakd[trackers]' (or pip install {cfg.tracker}).")
-    if command != "train":
-        from ..method_catalogue import check_method, load_catalogue
-
-        check_method(cfg.method, cfg.method_options, load_catalogue())
-
-
-def check_models(cfg: TrainingConfig, command: str) -> None:
-    """The models are named, and a teacher's weights exist and say (or the flags say) which model they are."""
-    from ..models.spec_file import checkpoint_spec
-
-    if command == "train":
-        if not cfg.model and cfg.student and cfg.resume:
-            raise FofakdError(f"'{cfg.out}' holds a distill run; continue it with `fofakd distill {cfg.out} --resume`.")
-        if not cfg.model:
-            raise FofakdError(f"fofakd {command} needs --model NAME (a timm model name).")
-        return
-    if not cfg.student and cfg.model and cfg.resume:
-        raise FofakdError(f"'{cfg.out}' holds a train run; continue it with `fofakd train {cfg.out} --resume`.")
-    if not cfg.student:
-        raise FofakdError(f"fofakd {command} needs --student NAME (a timm model name).")
-    source = Path(cfg.teacher_checkpoint) if cfg.teacher_checkpoint else None
-    if source is not None and not source.exists():
-        raise FofakdError(f"teacher checkpoint '{source}' does not exist; check the path (a weights file or a "
-                          "fofakd train run directory).")
-    if source is not None and source.suffix == ".pt" and source.parent.name == "checkpoints" and not cfg.teacher:
-        raise FofakdError(f"'{source}' is a training checkpoint; pass its run directory '{source.parent.parent}' "
-                          "as --teacher-checkpoint (a finished run), or name the model with --teacher.")
-    if source is not None and source.is_dir() and not (source / "student.safetensors").is_file() \
-            and (source / "checkpoints").is_dir():
-        raise FofakdError(f"teacher run '{source}' has not finished (no student.safetensors); finish it with "
-                          f"`fofakd train {source} --resume`, or pass a finished run.")
-    if not cfg.teacher and not (source is not None and checkpoint_spec(source)):
-        raise FofakdError(f"fofakd {command} needs --teacher NAME, or --teacher-checkpoint pointing at a fofakd run "
-                          "or export that names its model.")
-    if source is None and not cfg.pretrained:
-        raise FofakdError("the teacher needs weights: pass --teacher-checkpoint (a file or a fofakd train run), "
-                          "or --pretrained to download timm's.")
-
-
 # What a resumed run may change; every other flag given with --resume must agree with the run's config.yaml.
 RESUME_MAY_CHANGE = ("epochs", "stop_after", "device", "workers", "eval_batch_size", "resume", "out", "overwrite")
 
@@ -290,7 +215,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     With --resume the run's own config.yaml is the base (found through --out or RUN_DIR, or given as --config),
     so `--out DIR --resume` or `DIR --resume` is enough; flags may change what `RESUME_MAY_CHANGE` names and must agree otherwise.
     """
-    schema = getattr(args, "config_schema", RunConfig)
+    schema = args.config_schema
     fields = fields_of(schema)
     overrides = {k: v for k, v in vars(args).items() if k in fields}
     for key, value in list(overrides.items()):
@@ -316,7 +241,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
                         f"--{key.replace('_', '-')} {value!r} differs from the run's config.yaml ({saved[key]!r}); a "
                         f"resumed run keeps its settings except {', '.join(RESUME_MAY_CHANGE[:5])}."
                     )
-    cfg = build_config(overrides, config_file, schema)
+    cfg = build_config(overrides, config_file, schema=schema)
     own_task = fields_of(schema)["task"].default
     if cfg.task != own_task:
         command = "fofakd detect" if cfg.task == "detection" else "fofakd train / distill"

@@ -17,8 +17,12 @@ from .tasks import task_of
 FORMATS = ("onnx", "torchscript", "safetensors", "timm")
 
 
-def load_student(checkpoint: str | Path) -> tuple[nn.Module, dict[str, Any], Path]:
-    """The bare student of a run directory, a student.safetensors file or a training checkpoint (.pt)."""
+def load_student(checkpoint: str | Path, task: str | None = None) -> tuple[nn.Module, dict[str, Any], Path]:
+    """The bare student of a run directory, a student.safetensors file or a training checkpoint (.pt).
+
+    Args:
+        task: The task the caller handles; a student of another task is refused before it is built.
+    """
     from .checkpoint import load_checkpoint
 
     path = Path(checkpoint)
@@ -27,12 +31,27 @@ def load_student(checkpoint: str | Path) -> tuple[nn.Module, dict[str, Any], Pat
         if "student_spec" not in state:
             raise FofakdError(f"'{path}' is not a fofakd training checkpoint; pass a run directory instead.")
         spec = state["student_spec"]
+        _check_task(spec, task, path)
         model = _model_from_spec(spec)
         prefix = "student."
         model.load_state_dict({k[len(prefix):]: v for k, v in state["distiller"].items() if k.startswith(prefix)})
         return model.eval(), spec, path
     spec, weights = read_student_spec(path)
+    _check_task(spec, task, path)
     return _model_from_spec(spec, weights).eval(), spec, weights
+
+
+def _check_task(spec: dict[str, Any], task: str | None, path: Path) -> None:
+    saved = spec.get("task", "classification")
+    if task is not None and saved != task:
+        command = "fofakd detect eval" if saved == "detection" else "fofakd eval"
+        raise FofakdError(f"'{path}' holds a {saved} model, not a {task} one; evaluate it with `{command}`.")
+
+
+def eval_data_dir(spec: dict[str, Any], data: str, data_dir: str | None) -> str | None:
+    """Where to read `data` for evaluating a saved student: `data_dir` when given, else the folder the student was
+    trained on when `data` is the data set it was trained on."""
+    return data_dir or (spec.get("data_dir") if data == spec.get("data") else None)
 
 
 def _model_from_spec(spec: dict[str, Any], weights: Path | None = None) -> nn.Module:
@@ -108,19 +127,19 @@ def _export(checkpoint: str | Path, fmt: str, out: str | Path, fold_normalisatio
     if fmt == "safetensors":  # one file: the spec travels in its metadata
         write_weights(model, spec, out)
         return report
+    task = task_of(spec)
     if fmt == "timm":
-        if spec.get("task", "classification") != "classification":
-            raise FofakdError("--format timm exports classifiers; export a detector as onnx or safetensors.")
-        from .timm_export import export_timm, push_timm
-
+        if task.export_folder is None:
+            raise FofakdError(f"--format timm exports classifiers; export a {spec['task']} model as onnx or "
+                              "safetensors.")
         run = _run_of(weights)
-        write_folder_atomic(out, lambda tmp: report.update(export_timm(model, spec, tmp, run)))
+        write_folder_atomic(out, lambda tmp: report.update(task.export_folder(model, spec, tmp, run)))
         if push_to_hub:
-            report["pushed"] = push_timm(model, spec, run, push_to_hub, out)
+            report["pushed"] = task.push(model, spec, run, push_to_hub, out)
         return report
 
     def write(tmp: Path) -> None:
-        report.update(task_of(spec).export(model, spec, fmt, tmp, fold_normalisation))
+        report.update(task.export(model, spec, fmt, tmp, fold_normalisation))
 
     write_atomic(out, write)
     return report

@@ -4,12 +4,11 @@
   `Trainer` runs any of them and knows no task, method or data set.
 - `SavedModelTask`: how a saved spec of a task becomes a model again and is exported.
 
-A task registers itself from its own package; the engine imports that package by name on first use, so the engine
-never imports a task (the arrows point from tasks to the engine).
+A task registers its `SavedModelTask` when its `saved_model` module is imported (`fofakd.tasks` imports every
+built-in one), so the engine never imports a task: the arrows point from tasks to the engine.
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -19,8 +18,6 @@ from torch import nn
 from ..errors import FofakdError
 from .distributed import DistInfo
 
-# Where each known task registers itself.
-_TASK_MODULES = {"classification": "fofakd.engine.classifier_export", "detection": "fofakd.detection.task"}
 _TASKS: dict[str, "SavedModelTask"] = {}
 
 
@@ -78,11 +75,16 @@ class SavedModelTask:
     Attributes:
         build: (spec, weights file or None) -> the model, weights loaded.
         export: (model, spec, format, out file, fold_normalisation) -> a report of the export (its checks
-            included); called for every format but safetensors, which the engine writes itself.
+            included); called for the file formats but safetensors, which the engine writes itself.
+        export_folder: (model, spec, folder, run or None) -> a report; writes the `timm` folder format, for the
+            tasks that have one. `run` holds the run's config and summary, when the weights are a run's.
+        push: (model, spec, run, Hub repository, folder) -> where the folder export was uploaded.
     """
 
     build: Callable[[dict[str, Any], Path | None], nn.Module]
     export: Callable[[nn.Module, dict[str, Any], str, Path, bool], dict[str, Any]]
+    export_folder: Callable[[nn.Module, dict[str, Any], Path, dict[str, Any] | None], dict[str, Any]] | None = None
+    push: Callable[[nn.Module, dict[str, Any], dict[str, Any] | None, str, Path], str] | None = None
 
 
 def register_task(name: str, task: SavedModelTask) -> None:
@@ -92,8 +94,7 @@ def register_task(name: str, task: SavedModelTask) -> None:
 def task_of(spec: dict[str, Any]) -> SavedModelTask:
     """The task of a saved spec (classification when the spec names none)."""
     name = spec.get("task", "classification")
-    if name not in _TASKS and name in _TASK_MODULES:
-        importlib.import_module(_TASK_MODULES[name])
     if name not in _TASKS:
-        raise FofakdError(f"the saved model is of task '{name}', which this fofakd does not know; update fofakd.")
+        raise FofakdError(f"the saved model is of task '{name}', which is not registered; import fofakd.tasks "
+                          "first, or update fofakd if it does not know the task.")
     return _TASKS[name]

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from ..errors import FofakdError, RunInterrupted
 from ..models.checkpoint import state_fingerprint
-from .builder import build_optimizer, build_scheduler
+from .optim import build_optimizer, build_scheduler
 from .checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
 from .config import TrainingConfig
 from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Literal
 
 import torch
 from torch import nn
@@ -13,15 +13,16 @@ from .stages import ModelStages, StageInfo
 MapTransform = Callable[[torch.Tensor], torch.Tensor]
 
 
-TOKEN_MODES = ("prefix", "reference")
+# How a token stage input becomes a map and back: correctly, or as the FOFA authors' code does.
+PromptReshape = Literal["transpose", "reference"]
 
 
 def stage_input_to_map(
-    x: torch.Tensor, stage: StageInfo, num_prefix_tokens: int, token_mode: str = "prefix"
+    x: torch.Tensor, stage: StageInfo, num_prefix_tokens: int, prompt_reshape: PromptReshape = "transpose"
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A stage input as a map (B, C, h, w), plus the tokens held out of a token input (else None).
 
-    `token_mode="prefix"` holds out the model's prefix tokens (class, distillation, registers). "reference" does what
+    "transpose" holds out the model's prefix tokens (class, distillation, registers). "reference" does what
     the FOFA authors' prompt does: when the token count is not a square it holds out the *last* token and lays the
     others, class token first, on the grid.
     """
@@ -29,7 +30,7 @@ def stage_input_to_map(
         return x, None
     if stage.input_layout == "NHWC":
         return x.permute(0, 3, 1, 2), None
-    if token_mode == "reference":
+    if prompt_reshape == "reference":
         held = x[:, -1:] if x.shape[1] != stage.input_grid[0] * stage.input_grid[1] else None
         return tokens_to_map(x if held is None else x[:, :-1], stage.input_grid), held
     prefix = x[:, :num_prefix_tokens] if num_prefix_tokens else None
@@ -37,15 +38,17 @@ def stage_input_to_map(
 
 
 def map_to_stage_input(
-    x: torch.Tensor, stage: StageInfo, held: torch.Tensor | None, token_mode: str = "prefix"
+    x: torch.Tensor, stage: StageInfo, held: torch.Tensor | None, prompt_reshape: PromptReshape = "transpose"
 ) -> torch.Tensor:
     """Inverse of `stage_input_to_map`, except in "reference" mode, which (as the authors' code) turns the map back
     into tokens with a plain reshape, without the transpose, and appends the held-out token at the end."""
     if stage.input_layout == "NCHW":
         return x
     if stage.input_layout == "NHWC":  # the authors' Swin runs on (B, L, C) tokens, so it gets their reshape too
-        return x.reshape(x.shape[0], *x.shape[2:], x.shape[1]) if token_mode == "reference" else x.permute(0, 2, 3, 1)
-    if token_mode == "reference":
+        if prompt_reshape == "reference":
+            return x.reshape(x.shape[0], *x.shape[2:], x.shape[1])
+        return x.permute(0, 2, 3, 1)
+    if prompt_reshape == "reference":
         tokens = x.reshape(x.shape[0], -1, x.shape[1])  # the authors' bug: scrambles channels and positions
         return tokens if held is None else torch.cat([tokens, held], dim=1)
     tokens = map_to_tokens(x)
@@ -62,13 +65,14 @@ class StageInputHooks:
         model: The model to hook.
         stages: Its discovered stages.
         transforms: Stage position -> transform of the stage input as a map (B, C, h, w).
-        token_mode: How token inputs become maps and back: "prefix" (correct) or "reference" (the authors').
+        prompt_reshape: How token inputs become maps and back: "transpose" (correct) or "reference" (the
+            authors').
     """
 
     def __init__(self, model: nn.Module, stages: ModelStages, transforms: dict[int, MapTransform],
-                 token_mode: str = "prefix"):
+                 prompt_reshape: PromptReshape = "transpose"):
         self._active = False
-        self.token_mode = token_mode
+        self.prompt_reshape = prompt_reshape
         self._handles = []
         for position, transform in transforms.items():
             stage = stages[position]
@@ -81,8 +85,8 @@ class StageInputHooks:
         def hook(_module: nn.Module, args: tuple) -> tuple | None:
             if not self._active:
                 return None
-            x, held = stage_input_to_map(args[0], stage, num_prefix, self.token_mode)
-            return (map_to_stage_input(transform(x), stage, held, self.token_mode), *args[1:])
+            x, held = stage_input_to_map(args[0], stage, num_prefix, self.prompt_reshape)
+            return (map_to_stage_input(transform(x), stage, held, self.prompt_reshape), *args[1:])
 
         return hook
 

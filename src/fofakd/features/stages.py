@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Iterator, Literal, Sequence
 
 import torch
 from torch import nn
@@ -16,6 +16,9 @@ from torch import nn
 from ..errors import FofakdError
 from .layout import infer_grid, map_to_tokens, tokens_to_map
 
+# Which tokens of a model with a class token are left out of its token features: the prefix tokens, or (the FOFA
+# authors' code) the last patch token.
+TokenDrop = Literal["prefix", "last"]
 ISOTROPIC_CUTS = (2, 4, 10, 12)  # stage ends as twelfths of an isotropic net's depth (blocks 1, 3, 9, 11 of 12)
 
 
@@ -257,14 +260,14 @@ def _describe_input(
 
 
 def forward_stages(
-    model: nn.Module, x: torch.Tensor, stages: ModelStages, drop_last_token: bool = False
+    model: nn.Module, x: torch.Tensor, stages: ModelStages, token_drop: TokenDrop = "prefix"
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Logits and stage features of `model` in one forward pass; features in each stage's form.
 
-    Token features leave out the model's prefix tokens. `drop_last_token` reproduces the FOFA authors' code for a
-    model with one prefix token instead: the class token stays first and the last patch token is dropped.
+    Token features leave out the model's prefix tokens ("prefix"). `token_drop="last"` reproduces the FOFA authors'
+    code for a model with one prefix token instead: the class token stays first and the last patch token is dropped.
     """
-    if drop_last_token and stages.num_prefix_tokens:
+    if token_drop == "last" and stages.num_prefix_tokens:
         if stages.num_prefix_tokens != 1:
             raise FofakdError("dropping the last token (the authors' token handling) needs a model with exactly one "
                               "prefix token; use token_drop='prefix'.")

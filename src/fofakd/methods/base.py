@@ -25,6 +25,10 @@ class Distiller(nn.Module):
     task's own losses and sums the weighted parts. A method reads its models through `self.source` (a
     `FeatureSource`), never directly, so that one method serves every task it lists in `tasks`.
 
+    A method's class starts with its `tasks` (when not only classification), its `option_ranges` and any
+    `ddp_find_unused_parameters`, and documents only its own arguments: these below are every method's, passed on
+    through `**base_options`.
+
     Args:
         teacher: The teacher model (timm interface), frozen here; None for methods without one.
         student: The student model (timm interface), trained.
@@ -139,12 +143,12 @@ class LogitDistiller(Distiller):
     A subclass implements `logit_losses`; `distill` runs the student and the teacher on the images.
     """
 
+    tasks = ("classification", "detection")
+
     def logit_losses(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor,
                      targets: torch.Tensor) -> LossParts:
         """The method's weighted loss parts from the student's and the teacher's logits of the same samples."""
         raise NotImplementedError
-
-    tasks = ("classification", "detection")
 
     def distill(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, LossParts]:
         logits, _ = self.source.student_forward(images, targets)

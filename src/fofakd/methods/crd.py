@@ -29,15 +29,11 @@ class CRD(Distiller):
     negatives (as in MoCo), so memory does not grow with the data set. The queues are buffers: they are saved
     with the distiller's state.
 
-    Args:
-        teacher: Teacher; frozen.
-        student: Student.
-        input_size: (C, H, W) of the training inputs.
+    Args (the method's own; `Distiller` documents the rest):
         feat_dim: Width of the contrastive embedding.
         num_negatives: Queue length (negatives per anchor).
         temperature: Contrast temperature.
         crd_weight: Weight of the contrastive loss.
-        **base_options: `ce_weight` and `label_smoothing` of the task loss (see `Distiller`).
     """
 
     option_ranges = {"crd_weight": NON_NEGATIVE, "feat_dim": POSITIVE, "num_negatives": POSITIVE, "temperature": POSITIVE}

@@ -34,14 +34,10 @@ def dist_parts(
 class DIST(LogitDistiller):
     """`ce_weight * CE + beta * inter + gamma * intra`.
 
-    Args:
-        teacher: Teacher; frozen.
-        student: Student.
-        input_size: (C, H, W) of the training inputs.
+    Args (the method's own; `Distiller` documents the rest):
         beta: Weight of the inter-class relation.
         gamma: Weight of the intra-class relation.
         temperature: Softmax temperature.
-        **base_options: `ce_weight` and `label_smoothing` of the task loss (see `Distiller`).
         tau: Deprecated name of `temperature` (kept for one release).
     """
 

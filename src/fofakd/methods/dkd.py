@@ -42,14 +42,10 @@ def dkd_parts(
 class DKD(LogitDistiller):
     """`ce_weight * CE + alpha * TCKD + beta * NCKD`. Soft (mixup) targets use their arg-max class.
 
-    Args:
-        teacher: Teacher; frozen.
-        student: Student.
-        input_size: (C, H, W) of the training inputs.
+    Args (the method's own; `Distiller` documents the rest):
         alpha: Weight of the target-class part.
         beta: Weight of the non-target-class part (the DKD paper uses 8 on ImageNet, OFA's baselines 2).
         temperature: Softmax temperature.
-        **base_options: `ce_weight` and `label_smoothing` of the task loss (see `Distiller`).
     """
 
     option_ranges = {"alpha": NON_NEGATIVE, "beta": NON_NEGATIVE, "temperature": POSITIVE}

@@ -24,20 +24,17 @@ class FitNet(Distiller):
     channels; token features are compared as maps on their grid, which is the same MSE. On a detector the stages
     are the FPN levels, at each batch's own size.
 
-    Args:
-        teacher: Teacher; frozen.
-        student: Student.
-        input_size: (C, H, W) of the training inputs.
+    Args (the method's own; `Distiller` documents the rest):
         stages: Stage positions (0-based, of the 4) to distil; None = all.
         fd_weight: Weight of the feature loss.
         kd_weight: Weight of a Hinton KD term on the logits; 0 (the default) leaves it out, as OFA's FitNet does.
             The FOFA authors' FitNet baseline adds it with weight 1.
         temperature: Softmax temperature of that KD term.
-        **base_options: `ce_weight` and `label_smoothing` of the task loss (see `Distiller`).
         teacher_stages: Teacher feature indices overriding the defaults.
         student_stages: Student feature indices overriding the defaults.
     """
 
+    tasks = ("classification", "detection")
     option_ranges = {"fd_weight": NON_NEGATIVE, "kd_weight": NON_NEGATIVE, "temperature": POSITIVE}
 
     def __init__(
@@ -63,8 +60,6 @@ class FitNet(Distiller):
                                      self.teacher_stages[p].grid)
             for p in self.positions
         })
-
-    tasks = ("classification", "detection")
 
     def distill(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, LossParts]:
         logits, student_feats = self.source.student_forward(images, targets, self.student_stages)

@@ -16,13 +16,9 @@ from .registry import register_method
 class KD(LogitDistiller):
     """`ce_weight * CE + kd_weight * T^2 KL(softmax(z_T / T) || softmax(z_S / T))`.
 
-    Args:
-        teacher: Teacher; frozen.
-        student: Student.
-        input_size: (C, H, W) of the training inputs.
+    Args (the method's own; `Distiller` documents the rest):
         kd_weight: Weight of the KD term.
         temperature: Softmax temperature T.
-        **base_options: `ce_weight` and `label_smoothing` of the task loss (see `Distiller`).
     """
 
     option_ranges = {"kd_weight": NON_NEGATIVE, "temperature": POSITIVE}

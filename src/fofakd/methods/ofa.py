@@ -48,17 +48,13 @@ def ofa_loss(
 class OFA(Distiller):
     """`ce_weight * CE + final_weight * OFA(z_S) + ofa_weight * sum_i OFA(branch_i(S_i))`.
 
-    Args:
-        teacher: Teacher; frozen.
-        student: Student.
-        input_size: (C, H, W) of the training inputs.
+    Args (the method's own; `Distiller` documents the rest):
         stages: Student stage positions (0-based) that get an exit branch; None = all 4.
         gamma: Target-enhancement exponent: one value, or one per branch (the final logits use the last).
             OFA uses 1 on CIFAR-100 and 1.5 on ImageNet for most pairs.
         temperature: Softmax temperature.
         ofa_weight: Weight of the exit branches' loss (`loss_ofa_branches`).
         final_weight: Weight of OFA's loss on the final logits (`loss_ofa_final`).
-        **base_options: `ce_weight` and `label_smoothing` of the task loss (see `Distiller`).
         student_stages: Student feature indices overriding the defaults.
         form: "code" (the OFA authors' loss, default) or "paper" (the formula printed in the paper).
         kd_weight: Deprecated name of `final_weight` (kept for one release).

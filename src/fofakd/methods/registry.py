@@ -1,16 +1,16 @@
 """Distillation methods by name."""
 from __future__ import annotations
 
-import collections.abc
+import dataclasses
 import inspect
-import types
 import typing
 from typing import Any, Callable, Sequence
 
 from torch import nn
 
 from ..errors import FofakdError
-from ..method_catalogue import check_method
+from ..method_validation import check_method
+from ..options import Range, option_choices, option_kinds
 from .base import Distiller
 from .source import FeatureSource
 
@@ -46,8 +46,9 @@ def method_options(name: str) -> dict[str, object]:
 
 
 def method_option_specs(name: str) -> dict[str, dict[str, Any]]:
-    """A method's options as `method_catalogue.json` declares them: default, kinds (from the constructor's type
-    hints) and range (from the classes' `option_ranges`), the base class's options included."""
+    """A method's options as `method_options.json` declares them: default, kinds and choices (from the type hints)
+    and range, the base class's options included. Options come from a class's constructor (ranges in its
+    `option_ranges`) and from its `option_groups` (dataclasses whose fields declare their range)."""
     specs: dict[str, dict[str, Any]] = {}
     for cls in reversed(get_method(name).__mro__):
         if not issubclass(cls, Distiller):
@@ -55,22 +56,17 @@ def method_option_specs(name: str) -> dict[str, dict[str, Any]]:
         hints = typing.get_type_hints(cls.__init__)
         for param in inspect.signature(cls.__init__).parameters.values():
             if param.name not in _BASE_ARGS and param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
-                bounds = cls.option_ranges.get(param.name)
-                specs[param.name] = {"default": param.default, "kinds": option_kinds(hints[param.name]),
-                                     "range": list(bounds) if bounds is not None else None}
+                specs[param.name] = _spec(param.default, hints[param.name], cls.option_ranges.get(param.name))
+        for group in cls.__dict__.get("option_groups", ()):
+            group_hints = typing.get_type_hints(group)
+            for f in dataclasses.fields(group):
+                specs[f.name] = _spec(f.default, group_hints[f.name], f.metadata.get("range"))
     return specs
 
 
-def option_kinds(hint: Any) -> list[str]:
-    """The kinds (`fofakd.options.KIND_WORDS`) a type hint allows: `Sequence[int] | None` -> int list, none."""
-    args = typing.get_args(hint)
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        return [kind for arg in args for kind in option_kinds(arg)]
-    if hint is type(None):
-        return ["none"]
-    if typing.get_origin(hint) in (collections.abc.Sequence, list, tuple):
-        return [f"{option_kinds(args[0])[0]} list"]
-    return [{float: "float", int: "int", bool: "bool", str: "str", dict: "dict"}[hint]]
+def _spec(default: Any, hint: Any, bounds: Range | None) -> dict[str, Any]:
+    return {"default": default, "kinds": option_kinds(hint), "choices": option_choices(hint),
+            "range": list(bounds) if bounds is not None else None}
 
 
 def methods_for(task: str) -> list[str]:

@@ -45,13 +45,9 @@ class RKD(Distiller):
     """`ce_weight * CE + distance_weight * RKD-D + angle_weight * RKD-A` on the pooled pre-logits embeddings
     (their widths may differ: only relations inside each batch are compared).
 
-    Args:
-        teacher: Teacher; frozen.
-        student: Student.
-        input_size: (C, H, W) of the training inputs.
+    Args (the method's own; `Distiller` documents the rest):
         distance_weight: Weight of the distance relation.
         angle_weight: Weight of the angle relation.
-        **base_options: `ce_weight` and `label_smoothing` of the task loss (see `Distiller`).
     """
 
     option_ranges = {"angle_weight": NON_NEGATIVE, "distance_weight": NON_NEGATIVE}

@@ -46,14 +46,10 @@ class RSD(Distiller):
     """`ce_weight * CE + rsd_weight * RSD(P(e_s), e_t)` on the pooled pre-logits embeddings e_s and e_t (the
     authors' stage -1), with a small projector P on the student's side; no KD term.
 
-    Args:
-        teacher: Teacher; frozen.
-        student: Student.
-        input_size: (C, H, W) of the training inputs.
+    Args (the method's own; `Distiller` documents the rest):
         rsd_weight: Weight of the RSD loss.
         kappa: Weight of the off-diagonal (decorrelation) terms against the diagonal (invariance) ones.
         gamma: Width of the projector's hidden layer, in multiples of the student's embedding width.
-        **base_options: `ce_weight` and `label_smoothing` of the task loss (see `Distiller`).
     """
 
     option_ranges = {"rsd_weight": NON_NEGATIVE, "kappa": NON_NEGATIVE, "gamma": POSITIVE}

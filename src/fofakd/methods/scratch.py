@@ -12,14 +12,9 @@ from .registry import register_method
 
 @register_method("scratch")
 class Scratch(Distiller):
-    """Task loss only; the teacher (optional) is never run.
+    """Task loss only; the teacher (optional) is never run. Its arguments are `Distiller`'s."""
 
-    Args:
-        teacher: Ignored apart from being held (may be None).
-        student: The student.
-        input_size: (C, H, W) of the training inputs.
-        **base_options: `ce_weight` and `label_smoothing` of the task loss (see `Distiller`).
-    """
+    tasks = ("classification", "detection")
 
     def __init__(
         self,
@@ -29,8 +24,6 @@ class Scratch(Distiller):
         **base_options: Any,
     ):
         super().__init__(teacher, student, input_size, **base_options)
-
-    tasks = ("classification", "detection")
 
     def distill(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, LossParts]:
         return self.source.student_forward(images, targets)[0], {}

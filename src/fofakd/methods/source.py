@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from ..errors import FofakdError
-from ..features.stages import ModelStages, discover_stages, embedding_dim, forward_embedding, forward_stages
+from ..features.stages import (ModelStages, TokenDrop, discover_stages, embedding_dim, forward_embedding,
+                               forward_stages)
 from .losses import task_loss
 
 LossParts = dict[str, tuple[float, torch.Tensor]]
@@ -50,12 +51,12 @@ class FeatureSource:
         raise NotImplementedError
 
     def student_forward(self, images: Any, targets: Any, stages: ModelStages | None = None,
-                        drop_last_token: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
+                        token_drop: TokenDrop = "prefix") -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The student's logits to distil and its stage features (none without `stages`), with autograd."""
         raise NotImplementedError
 
     def teacher_forward(self, images: Any, stages: ModelStages,
-                        drop_last_token: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
+                        token_drop: TokenDrop = "prefix") -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The teacher's logits for the same samples as the student's, and its stage features."""
         raise NotImplementedError
 
@@ -106,13 +107,13 @@ class ClassifierSource(FeatureSource):
     def prompt_sites(self, teacher_stages: ModelStages) -> tuple[nn.Module, ModelStages]:
         return self.teacher, teacher_stages
 
-    def student_forward(self, images, targets, stages=None, drop_last_token=False):
+    def student_forward(self, images, targets, stages=None, token_drop="prefix"):
         if stages is None:
             return self.student(images), []
-        return forward_stages(self.student, images, stages, drop_last_token)
+        return forward_stages(self.student, images, stages, token_drop)
 
-    def teacher_forward(self, images, stages, drop_last_token=False):
-        return forward_stages(self.teacher, images, stages, drop_last_token)
+    def teacher_forward(self, images, stages, token_drop="prefix"):
+        return forward_stages(self.teacher, images, stages, token_drop)
 
     def teacher_logits(self, images: torch.Tensor) -> torch.Tensor:
         return self.teacher(images)

@@ -1,12 +1,17 @@
 """Aligners (docs/method.md, Aligners): map region tokens or maps onto a target feature's exact shape."""
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..features.stages import StageInfo
 from .init import init_weights
+
+# The feedback aligner's order: BN, 1x1 conv, then resize; or (the FOFA authors') resize first.
+FeedbackOrder = Literal["project_first", "resize_first"]
 
 
 class RegionsToMap(nn.Module):
@@ -62,14 +67,15 @@ def build_region_aligner(dim: int, regions_per_side: int, target: StageInfo) -> 
 class MapToMap(nn.Module):
     """(B, C_in, H_in, W_in) -> (B, C_out, H_out, W_out): BN, 1x1 conv without bias, nearest resize.
 
-    `resize_first` resizes before the BN and conv, as the FOFA authors' feedback aligner does; the two orders agree
-    when the resize is by an integer factor (every pixel repeated equally often), and differ otherwise.
+    `order="resize_first"` resizes before the BN and conv, as the FOFA authors' feedback aligner does; the two orders
+    agree when the resize is by an integer factor (every pixel repeated equally often), and differ otherwise.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, out_grid: tuple[int, int], resize_first: bool = False):
+    def __init__(self, in_channels: int, out_channels: int, out_grid: tuple[int, int],
+                 order: FeedbackOrder = "project_first"):
         super().__init__()
         self.out_grid = tuple(out_grid)
-        self.resize_first = resize_first
+        self.order = order
         self.norm = nn.BatchNorm2d(in_channels)
         self.proj = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False)
         init_weights(self)
@@ -78,16 +84,16 @@ class MapToMap(nn.Module):
         return x if tuple(x.shape[-2:]) == self.out_grid else F.interpolate(x, size=self.out_grid, mode="nearest")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.resize_first:
+        if self.order == "resize_first":
             return self.proj(self.norm(self._resize(x)))
         return self._resize(self.proj(self.norm(x)))
 
 
 def build_map_aligner(
     in_channels: int, in_grid: tuple[int, int], out_channels: int, out_grid: tuple[int, int],
-    resize_first: bool = False,
+    order: FeedbackOrder = "project_first",
 ) -> nn.Module:
     """Identity when the shapes already agree, else a `MapToMap`."""
     if in_channels == out_channels and tuple(in_grid) == tuple(out_grid):
         return nn.Identity()
-    return MapToMap(in_channels, out_channels, out_grid, resize_first)
+    return MapToMap(in_channels, out_channels, out_grid, order)

@@ -1,6 +1,8 @@
 """Weight initialisation shared by fofakd's training-only modules (docs/method.md, Aligners)."""
 from __future__ import annotations
 
+from typing import Literal
+
 from timm.layers import trunc_normal_
 from torch import nn
 
@@ -22,7 +24,8 @@ def init_weights(module: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
-INIT_MODES = ("fofakd", "reference")
+# How training-only modules are initialised: `init_weights`, or (the FOFA authors') PyTorch's defaults.
+InitMode = Literal["fofakd", "reference"]
 
 
 def reset_to_torch_defaults(module: nn.Module) -> None:

@@ -1,6 +1,9 @@
 """Adaptive Feedback Prompts (docs/method.md, Adaptive feedback prompts): trainable prompt blocks inside the frozen teacher."""
 from __future__ import annotations
 
+import typing
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -8,11 +11,13 @@ from torch import nn
 from ..errors import FofakdError
 from ..features.layout import to_map
 from ..features.stages import StageInfo
-from .aligners import build_map_aligner
+from .aligners import FeedbackOrder, build_map_aligner
 from .init import init_weights
 from .window_sums import bias_mode_block
 
-SE_MODES = ("bias", "gate")
+# Squeeze-excitation: the gate alone as a per-channel bias (the FOFA authors'), or the standard gate on x.
+SeMode = Literal["bias", "gate"]
+SE_MODES = typing.get_args(SeMode)
 
 
 class SqueezeExcite(nn.Module):
@@ -92,11 +97,11 @@ class AdaptiveFeedbackPrompt(nn.Module):
         stage: The teacher stage this prompt sits in front of.
         se_mode: Squeeze-excitation mode, "bias" (reference) or "gate" (standard).
         use_feedback: Fuse the previous step's feedback; False gives "AFP without feedback".
-        feedback_resize_first: Resize the feedback before its BN and conv (the authors' order).
+        feedback_order: The feedback aligner's order: "project_first", or "resize_first" (the authors').
     """
 
-    def __init__(self, stage: StageInfo, se_mode: str = "bias", use_feedback: bool = True,
-                 feedback_resize_first: bool = False):
+    def __init__(self, stage: StageInfo, se_mode: SeMode = "bias", use_feedback: bool = True,
+                 feedback_order: FeedbackOrder = "project_first"):
         super().__init__()
         channels = stage.input_channels
         self.stage = stage
@@ -104,7 +109,7 @@ class AdaptiveFeedbackPrompt(nn.Module):
         self.prompt = PromptBlock(channels, se_mode)
         self.fusion = FusionBlock(channels, se_mode) if use_feedback else None
         self.feedback_aligner = (
-            build_map_aligner(stage.channels, stage.grid, channels, stage.input_grid, feedback_resize_first)
+            build_map_aligner(stage.channels, stage.grid, channels, stage.input_grid, feedback_order)
             if use_feedback else None
         )
         self.beta = nn.Parameter(torch.zeros(()))

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+import typing
+from typing import Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -11,7 +12,9 @@ from torch import nn
 from ..errors import FofakdError
 from .init import init_weights
 
-POS_EMBED_MODES = ("fixed", "reference", "none")
+# The RAA's positional encoding: fixed sine/cosine, the FOFA authors' batch-indexed one, or none.
+PosEmbed = Literal["fixed", "reference", "none"]
+POS_EMBED_MODES = typing.get_args(PosEmbed)
 ENTROPY_SAMPLES = 8  # samples per step the attention-entropy diagnostic is estimated on
 NARROW_PATCH = 4  # patch widths below this are cut from channels-first maps through a channels-last copy
 

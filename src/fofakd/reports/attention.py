@@ -6,15 +6,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..classification.config import ClassificationConfig
+from ..classification.training import build_run_distiller
 from ..data import build_eval_data
-from ..engine.builder import build_run_models
 from ..engine.checkpoint import load_checkpoint
-from ..engine.config import RunConfig, run_task
+from ..engine.config import run_task
 from ..errors import FofakdError
-from ..files import check_target, write_atomic
 from ..features.layout import to_map
 from ..features.stages import forward_stages
-from ..methods import build_distiller
+from ..files import check_target, write_atomic
 
 
 def load_fofa_run(run_dir: str | Path):
@@ -23,14 +23,11 @@ def load_fofa_run(run_dir: str | Path):
     state = load_checkpoint(path)
     if run_task(state["config"]) != "classification":
         raise FofakdError(f"'{run_dir}' is a detection run; attention maps are drawn for classification fofa runs.")
-    cfg = RunConfig(**state["config"])
+    cfg = ClassificationConfig(**state["config"])
     if cfg.method != "fofa":
         raise FofakdError(f"'{run_dir}' is a '{cfg.method}' run; attention maps need a fofa run.")
     data = build_eval_data(cfg)
-    teacher, student, _ = build_run_models(cfg, "distill", data)
-    distiller = build_distiller("fofa", teacher=teacher, student=student,
-                                input_size=(data.in_chans, data.img_size, data.img_size),
-                                **{"label_smoothing": cfg.smoothing, **cfg.method_options})
+    distiller, _ = build_run_distiller(cfg, "distill", data)
     own = distiller.state_dict()
     distiller.load_state_dict({**{k: v for k, v in own.items() if k.startswith("teacher.")}, **state["distiller"]})
     return distiller.eval(), data

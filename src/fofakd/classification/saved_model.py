@@ -1,5 +1,5 @@
-"""Classifiers as a saved-model task: rebuilt from their spec, exported to TorchScript or ONNX (checked against
-PyTorch with onnxruntime)."""
+"""Classifiers as a saved-model task (the engine's `SavedModelTask` seam): rebuilt from their spec, exported to
+TorchScript or ONNX (checked against PyTorch with onnxruntime) or as a timm model folder."""
 from __future__ import annotations
 
 import io
@@ -10,9 +10,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .builder import model_from_spec
-from .export import onnxruntime_module
-from .tasks import SavedModelTask, register_task
+from ..engine.export import onnxruntime_module
+from ..engine.tasks import SavedModelTask, register_task
+from .models import model_from_spec
 
 
 def export_classifier(model: nn.Module, spec: dict[str, Any], fmt: str, out: Path,
@@ -76,5 +76,17 @@ def _export_onnx(model: nn.Module, example: torch.Tensor, out: Path, metadata: d
     return session.run(None, {"images": example.numpy()})[0]
 
 
+def _export_timm(model: nn.Module, spec: dict[str, Any], folder: Path, run: dict[str, Any] | None) -> dict[str, Any]:
+    from .timm_export import export_timm
+
+    return export_timm(model, spec, folder, run)
+
+
+def _push_timm(model: nn.Module, spec: dict[str, Any], run: dict[str, Any] | None, repo_id: str, folder: Path) -> str:
+    from .timm_export import push_timm
+
+    return push_timm(model, spec, run, repo_id, folder)
+
+
 register_task("classification", SavedModelTask(build=lambda spec, weights: model_from_spec(spec, checkpoint=weights),
-                                               export=export_classifier))
+                                               export=export_classifier, export_folder=_export_timm, push=_push_timm))

@@ -1,7 +1,7 @@
 """The built-in methods' options, readable without importing torch, so that a bad method flag fails at once.
 
-`method_catalogue.json` is generated from the live registry (`python -m fofakd.methods.catalogue`); a test keeps
-the two equal. Methods registered by a user's own code are not in it and are checked when they are built.
+`method_options.json` is generated from the live registry (`python -m fofakd.methods.write_method_options`); a
+test keeps the two equal. Methods registered by a user's own code are not in it and are checked when they are built.
 """
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from typing import Any
 from .errors import FofakdError
 from .options import Range, check_option
 
-CATALOGUE = Path(__file__).with_name("method_catalogue.json")
+METHOD_OPTIONS = Path(__file__).with_name("method_options.json")
 
 
-def load_catalogue() -> dict[str, dict[str, dict[str, Any]]]:
-    """{method: {option: {"default", "kinds", "range"}}} of the built-in methods."""
-    return json.loads(CATALOGUE.read_text())
+def load_method_options() -> dict[str, dict[str, dict[str, Any]]]:
+    """{method: {option: {"default", "kinds", "choices", "range"}}} of the built-in methods."""
+    return json.loads(METHOD_OPTIONS.read_text())
 
 
 def check_method(name: str, options: dict[str, Any], known_methods: dict[str, dict[str, dict[str, Any]]]
@@ -36,5 +36,5 @@ def check_method(name: str, options: dict[str, Any], known_methods: dict[str, di
             f"method '{name}' has no option {', '.join(unknown)}; its options are {', '.join(sorted(known))}."
         )
     return {key: check_option(f"method '{name}' option '{key}'", value, known[key]["kinds"],
-                              Range(*known[key]["range"]) if known[key]["range"] else None)
+                              Range(*known[key]["range"]) if known[key]["range"] else None, known[key].get("choices"))
             for key, value in options.items()}

@@ -1,4 +1,4 @@
-"""Image classification as a training task: `fofakd train` and `fofakd distill`."""
+"""Image classification as a training task (the engine's `TrainingTask` seam): `fofakd train` and `fofakd distill`."""
 from __future__ import annotations
 
 from typing import Any
@@ -6,12 +6,13 @@ from typing import Any
 import torch
 
 from ..data import build_data
+from ..data.bundle import DataBundle
+from ..engine.evaluate import evaluate
+from ..engine.tasks import TrainingTask
+from ..engine.trainer import Trainer
 from ..methods import build_distiller
-from .builder import build_run_models
-from .config import TrainingConfig
-from .evaluate import evaluate
-from .tasks import TrainingTask
-from .trainer import Trainer
+from .config import ClassificationConfig
+from .models import build_run_models
 
 
 class ClassificationTask(TrainingTask):
@@ -23,10 +24,7 @@ class ClassificationTask(TrainingTask):
     def build(self) -> tuple[torch.nn.Module, dict[str, Any]]:
         cfg = self.cfg
         self.data = build_data(cfg, self.info.rank, self.info.world_size, self.device)
-        teacher, student, spec = build_run_models(cfg, self.command, self.data)
-        options = {"label_smoothing": cfg.smoothing, **cfg.method_options}
-        input_size = (self.data.in_chans, self.data.img_size, self.data.img_size)
-        distiller = build_distiller(self.method, teacher=teacher, student=student, input_size=input_size, **options)
+        distiller, spec = build_run_distiller(cfg, self.command, self.data)
         return distiller.to(self.device), spec
 
     def _evaluate(self, model: torch.nn.Module, loader: Any) -> dict[str, float]:
@@ -44,6 +42,18 @@ class ClassificationTask(TrainingTask):
                 "test_split": split}, line
 
 
-def run(cfg: TrainingConfig, command: str) -> dict[str, Any]:
+def build_run_distiller(cfg: ClassificationConfig, command: str,
+                        data: DataBundle) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The run's distiller (teacher, student and the method's modules, untrained) and its student's spec; the run's
+    label smoothing is the method's unless its options say otherwise."""
+    teacher, student, spec = build_run_models(cfg, command, data)
+    method = "scratch" if command == "train" else cfg.method
+    distiller = build_distiller(method, teacher=teacher, student=student,
+                                input_size=(data.in_chans, data.img_size, data.img_size),
+                                **{"label_smoothing": cfg.smoothing, **cfg.method_options})
+    return distiller, spec
+
+
+def run(cfg: ClassificationConfig, command: str) -> dict[str, Any]:
     """Train (command "train") or distil (command "distill") a classifier as `cfg` says; returns the run summary."""
     return Trainer(cfg, command, ClassificationTask).fit()

@@ -1,5 +1,6 @@
-"""Detection as a training task: `fofakd detect train` and `fofakd detect distill` run the engine's Trainer with
-detection data, detectors, the registered methods on a `DetectorSource` and COCO mAP in place of top-1."""
+"""Detection as a training task (the engine's `TrainingTask` seam): `fofakd detect train` and `fofakd detect
+distill` run the engine's Trainer with detection data, detectors, the registered methods on a `DetectorSource` and
+COCO mAP in place of top-1."""
 from __future__ import annotations
 
 from typing import Any
