@@ -110,8 +110,8 @@ def _init_weights(regime: Regime, kind: str) -> Path:
 
 def ensure_teacher(regime: Regime, kind: str, work: Path, retrain: bool) -> Path:
     """The shipped weights of teacher `kind`, trained (and shipped) first when missing or when asked."""
-    from fofakd.engine.classification import run
-    from fofakd.engine.config import build_config
+    from fofakd.classification.config import build_config
+    from fofakd.classification.training import run
 
     spec, index = regime.teachers[kind], teacher_index(regime)
     weights, entry = teacher_weights(regime, kind), index.get(kind)
