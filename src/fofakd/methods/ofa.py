@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import FofakdError
-from ..features.stages import discover_stages, forward_stages, stage_positions
+from ..features.stages import stage_positions
 from ..modules.projectors import build_exit_branch
 from ..options import NON_NEGATIVE, POSITIVE
 from .base import Distiller, LossParts
@@ -87,7 +87,7 @@ class OFA(Distiller):
         if form not in OFA_FORMS:
             raise FofakdError(f"OFA form '{form}' is not known; use one of {', '.join(OFA_FORMS)}.")
         self.form = form
-        self.student_stages = discover_stages(self.student, self.input_size, student_stages)
+        self.student_stages = self.source.model_stages("student", student_stages)
         self.positions = stage_positions(stages, len(self.student_stages))
         gammas = [float(gamma)] * len(self.positions) if isinstance(gamma, (int, float)) else [float(g) for g in gamma]
         if len(gammas) != len(self.positions):
@@ -96,8 +96,8 @@ class OFA(Distiller):
             )
         self.gammas = gammas
         self.temperature, self.ofa_weight, self.final_weight = temperature, ofa_weight, final_weight
-        num_classes = student.num_classes  # every timm classifier model has it
-        last_s, last_t = self.student_stages[-1], discover_stages(self.teacher, self.input_size)[-1]
+        num_classes = self.source.num_classes()
+        last_s, last_t = self.student_stages[-1], self.source.model_stages("teacher")[-1]
         width = max(last_s.channels, last_t.channels) if last_s.form == "map" else last_s.channels
         self.branches = nn.ModuleDict({
             str(p): build_exit_branch(self.student_stages[p], last_s, p, len(self.student_stages), width, num_classes)
@@ -105,7 +105,7 @@ class OFA(Distiller):
         })
 
     def distill(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, LossParts]:
-        logits, feats = forward_stages(self.student, images, self.student_stages)
+        logits, feats = self.source.student_forward(images, targets, self.student_stages)
         teacher_logits = self.teacher_logits(images)
         labels = hard_labels(targets)
         loss_branches = sum(

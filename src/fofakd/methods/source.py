@@ -45,6 +45,16 @@ class FeatureSource:
         input), as many for both."""
         raise NotImplementedError
 
+    def model_stages(self, model: str, indices: Sequence[int] | None = None,
+                     form: str | None = None) -> ModelStages:
+        """The stage features of one model ("teacher" or "student") on its own, for a method that reads the two
+        unpaired (OFA's exit branches on the student's stages, sized by the teacher's last)."""
+        raise NotImplementedError
+
+    def num_classes(self) -> int:
+        """The width of the logits to distil."""
+        raise NotImplementedError
+
     def prompt_sites(self, teacher_stages: ModelStages) -> tuple[nn.Module, ModelStages]:
         """Where prompts go: the module to hook and its stages, one per stage feature (whose shape the feedback
         has) and each with the input a prompt rewrites."""
@@ -95,14 +105,20 @@ class ClassifierSource(FeatureSource):
         self.input_size = tuple(int(v) for v in input_size)
 
     def stages(self, teacher_stages=None, student_stages=None, teacher_form=None, student_form=None):
-        teacher = discover_stages(self.teacher, self.input_size, teacher_stages, teacher_form)
-        student = discover_stages(self.student, self.input_size, student_stages, student_form)
+        teacher = self.model_stages("teacher", teacher_stages, teacher_form)
+        student = self.model_stages("student", student_stages, student_form)
         if len(teacher) != len(student):
             raise FofakdError(
                 f"the student has {len(student)} stages and the teacher {len(teacher)}; "
                 "choose the same number of stage indices for both."
             )
         return teacher, student
+
+    def model_stages(self, model, indices=None, form=None):
+        return discover_stages(self.teacher if model == "teacher" else self.student, self.input_size, indices, form)
+
+    def num_classes(self) -> int:
+        return self.student.num_classes  # every timm classifier has it
 
     def prompt_sites(self, teacher_stages: ModelStages) -> tuple[nn.Module, ModelStages]:
         return self.teacher, teacher_stages
