@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 FOFAKD = [sys.executable, "-m", "fofakd.cli"]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
@@ -17,6 +19,7 @@ def test_help_lists_commands():
     assert "methods" in result.stdout and "stages" in result.stdout
 
 
+@pytest.mark.slow
 def test_methods_lists_every_method_with_its_options():
     result = _run("methods")
     assert result.returncode == 0
@@ -30,6 +33,7 @@ def test_methods_lists_every_method_with_its_options():
     assert "rsd_weight=0.1" in lines["rsd (classification)"] and "kappa=0.01" in lines["rsd (classification)"]
 
 
+@pytest.mark.slow
 def test_stages_prints_the_discovered_stages():
     result = _run("stages", "--model", "deit_tiny_distilled_patch16_224", "--img-size", "64", "--json")
     assert result.returncode == 0, result.stderr
@@ -39,6 +43,7 @@ def test_stages_prints_the_discovered_stages():
     assert info["stages"][0]["shape"] == [16, 192]
 
 
+@pytest.mark.slow
 def test_stages_show_the_model_you_would_train_as_a_table():
     result = _run("stages", "--model", "deit_tiny_patch16_224", "--img-size", "28", "--in-chans", "1",
                   "--model-kwargs", "patch_size=4", "depth=4")
@@ -50,6 +55,7 @@ def test_stages_show_the_model_you_would_train_as_a_table():
     assert "1x192" in plain.stdout and "note: a stage grid is 1x1" in plain.stdout
 
 
+@pytest.mark.slow
 def test_user_mistake_gives_one_line_and_exit_2():
     result = _run("stages", "--model", "resnet_18")
     assert result.returncode == 2

@@ -116,6 +116,7 @@ def test_missing_image_folder_is_named(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_recipe_options_run_in_bf16(tmp_path):
     out = tmp_path / "run"
     code = main(["train", "--model", "resnet10t", "--train-subset", "64", "--val-subset", "32", "--test-subset", "32",

@@ -75,7 +75,13 @@ def _batch(cfg, num_classes: int, generator: torch.Generator):
     return x, labels
 
 
-@pytest.mark.parametrize("group", sorted(GROUPS))
+# The quick set (-m "not slow") keeps three recipe groups: a ViT teacher with a CNN and with a ResNet student, and a
+# teacher's own fine-tuning config; every group runs in CI.
+QUICK_GROUPS = {"imagenet/deit_t-mobilenetv2", "imagenet/deit_t-resnet18", "cifar100/teachers/mixer_b16.yaml"}
+
+
+@pytest.mark.parametrize("group", [pytest.param(g, marks=() if g in QUICK_GROUPS else pytest.mark.slow)
+                                   for g in sorted(GROUPS)])
 def test_recipe_builds_and_trains_one_step_at_224(group, tmp_path, offline_pretrained):
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)

@@ -52,6 +52,7 @@ def reference(teacher, tmp_path_factory):
     ("kill-in-save:3", -9),       # SIGKILL half-way through writing epoch 2's last.pt (writes: last, best, last)
     ("term-at-step:6", 143),      # SIGTERM mid-epoch: a checkpoint is saved and the run exits cleanly
 ])
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_end(teacher, reference, tmp_path, fault, code):
     out = tmp_path / "run"
     # The same thread count as this process, which runs the reference and the resume: sums over threads add in
@@ -162,6 +163,7 @@ def test_pickled_code_in_a_teacher_checkpoint_is_never_run(tmp_path, capsys):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_truncated_checkpoint_on_resume(teacher, tmp_path, capsys):
     out = tmp_path / "r"
     assert main([*_distill_args(teacher, out), "--stop-after", "1"]) == 0
@@ -202,6 +204,7 @@ def test_full_disk_keeps_the_previous_checkpoint(tmp_path, capsys, monkeypatch):
     assert not (out / "checkpoints" / ".last.pt.tmp").exists()
 
 
+@pytest.mark.slow
 def test_killing_one_process_ends_the_other(teacher, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "fofakd.cli", "distill", "--teacher-checkpoint", str(teacher), "--student", "resnet10t",
@@ -299,6 +302,7 @@ def test_weights_follow_the_umask(teacher, tmp_path):
     assert (teacher / "student.safetensors").stat().st_mode & 0o044 == 0o044  # others may read a shared run
 
 
+@pytest.mark.slow
 def test_a_live_run_holds_its_folder_and_a_stale_lock_is_cleared(teacher, tmp_path, capsys):
     import socket
 
@@ -316,6 +320,7 @@ def test_a_live_run_holds_its_folder_and_a_stale_lock_is_cleared(teacher, tmp_pa
     assert (out / "summary.json").is_file() and not (out / ".fofakd.lock").exists()
 
 
+@pytest.mark.slow
 def test_a_run_that_failed_before_its_first_checkpoint_restarts_with_the_same_command(tmp_path, capsys, monkeypatch):
     import fofakd.methods.source as source
 
@@ -333,6 +338,7 @@ def _kd_args(teacher, out):
             "--out", str(out), *SMALL]
 
 
+@pytest.mark.slow
 def test_resume_needs_only_the_folder_and_may_extend_the_epochs(teacher, tmp_path, capsys):
     out = tmp_path / "r"
     assert main([*_kd_args(teacher, out), "--stop-after", "1"]) == 0
@@ -344,6 +350,7 @@ def test_resume_needs_only_the_folder_and_may_extend_the_epochs(teacher, tmp_pat
     assert [(r["epoch"], r["epochs"]) for r in rows] == [(1, 2), (2, 3), (3, 3)]
 
 
+@pytest.mark.slow
 def test_the_run_directory_may_be_the_argument(teacher, tmp_path, capsys):
     out = tmp_path / "r"
     assert main([*_kd_args(teacher, out), "--stop-after", "1"]) == 0
@@ -362,6 +369,7 @@ def test_resume_refuses_a_setting_that_differs_from_the_run(teacher, tmp_path, c
     assert (out / "checkpoints" / "last.pt").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_a_copied_run_resumes_in_its_own_folder(teacher, tmp_path):
     import shutil
 

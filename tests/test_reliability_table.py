@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from fofakd.cli import main
+from sampling import quick_sample
 
 DOC = Path(__file__).parents[1] / "docs" / "reliability.md"
 TINY = ["--train-subset", "64", "--val-subset", "32", "--test-subset", "32", "--batch-size", "32",
@@ -106,7 +107,7 @@ def _snapshot(*folders: Path) -> dict[str, str]:
             for folder in folders for p in sorted(Path(folder).rglob("*")) if p.is_file() or p.is_symlink()}
 
 
-@pytest.mark.parametrize("row", MISTAKES, ids=[r["case"] for r in MISTAKES])
+@pytest.mark.parametrize("row", quick_sample(MISTAKES, lambda index, _: index % 8 == 0, [r["case"] for r in MISTAKES]))
 def test_each_mistake_gets_its_sentence_and_changes_nothing(row, places, tmp_path, capsys):
     _yaml_files(tmp_path)
     watched = (Path(places["teacher"]).parent, tmp_path)
@@ -119,6 +120,7 @@ def test_each_mistake_gets_its_sentence_and_changes_nothing(row, places, tmp_pat
     assert _snapshot(*watched) == before
 
 
+@pytest.mark.slow
 def test_early_mistakes_fail_before_torch_is_imported(places, tmp_path):
     early = [row for row in MISTAKES if row["early"] == "yes"]
     _yaml_files(tmp_path)

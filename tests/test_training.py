@@ -45,6 +45,7 @@ def test_train_writes_a_complete_run_directory(teacher_run):
     assert any((teacher_run / "tensorboard").iterdir())
 
 
+@pytest.mark.slow
 def test_distill_eval_and_export(teacher_run, tmp_path, capsys):
     out = tmp_path / "fofa"
     code = main(["distill", "--teacher-checkpoint", str(teacher_run), "--method", "fofa", "--out", str(out),
@@ -75,6 +76,7 @@ def test_distill_eval_and_export(teacher_run, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["max_abs_diff"] < 1e-5
 
 
+@pytest.mark.slow
 def test_resumed_run_ends_like_an_uninterrupted_one(teacher_run, tmp_path):
     # drop path draws from the global generator, RandAugment and erasing from the per-epoch ones
     student = [*STUDENT[:5], "drop_path_rate=0.2", *STUDENT[5:]]
