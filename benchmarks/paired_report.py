@@ -72,6 +72,7 @@ def collect_paper_like(seeds: int = 3) -> dict[str, Any]:
             "teacher_grids": geo["teachers"][t]["grids"], "student_grids": geo["students"][s]["grids"],
             "steps_per_run": PAPER_LIKE.steps, "train_images": PAPER_LIKE.train_images,
             "methods": {label: summary(rs) for label, rs in runs.items()},
+            "compute_s": sum(r["train_time_s"] for rs in runs.values() for r in rs),
             "paired": {label: versus(rs, runs) for label, rs in subjects.items()}}
     ladder_pair = " -> ".join(TUNING_PAIR)
     ladder_runs = grouped(records, ladder_pair, FULL_LADDER)
@@ -124,11 +125,12 @@ def paper_like_markdown(r: dict[str, Any]) -> list[str]:
              f"Command: `{r['command']}` (regime `{r['regime_hash']}`)  ",
              f"Progress: {r['runs']} of {r['expected_runs']} runs{state}  ",
              f"Compute: {r['compute_s'] / 3600:.2f} h of student training (single-thread runs, two at a time).", "",
-             "| pair | teacher test top-1 (%) | teacher stage grids | student stage grids | steps per run |",
-             "|---|---|---|---|---|"]
+             "| pair | teacher test top-1 (%) | teacher stage grids | student stage grids | steps per run | "
+             "student training so far (h) |", "|---|---|---|---|---|---|"]
     for name, p in pairs.items():
         lines.append(f"| {name} | {p['teacher_test_top1']:.2f} | {grids(p['teacher_grids'])} | "
-                     f"{grids(p['student_grids'])} | {p['steps_per_run']} ({p['train_images']} images) |")
+                     f"{grids(p['student_grids'])} | {p['steps_per_run']} ({p['train_images']} images) | "
+                     f"{p['compute_s'] / 3600:.2f} |")
     lines += ["", f"FOFA's recipe chosen on validation ({r['tuning']['pair']}, seed 0, among "
               f"{', '.join(f'`{c}`' for c in r['tuning']['candidates'])}): **{tuned}**.", "",
               "Validation and test top-1 (%), mean ± standard deviation (seeds).", "",

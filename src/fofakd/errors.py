@@ -8,6 +8,13 @@ class FofakdError(ValueError):
     """
 
 
+def first_line(err: BaseException, limit: int = 160) -> str:
+    """The first line of an exception's message, at most `limit` characters (its type's name when it has none):
+    the part of a library's error that fits inside one sentence of ours."""
+    text = str(err).strip()
+    return text.splitlines()[0][:limit] if text else type(err).__name__
+
+
 class RunInterrupted(Exception):
     """A run stopped by SIGTERM or SIGINT after saving a checkpoint it can resume from."""
 

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from .errors import FofakdError
+from .errors import FofakdError, first_line
 
 
 def check_target(path: str | Path, overwrite: bool, flag: str = "--out") -> Path:
@@ -63,7 +63,7 @@ def write_atomic(path: str | Path, write: Callable[[Path], None], kept: str = ""
         # torch's C++ writers (TorchScript, ONNX) report a failed write as a RuntimeError; other errors are bugs.
         if isinstance(err, RuntimeError) and "writ" not in str(err).lower():
             raise
-        reason = getattr(err, "strerror", None) or str(err).strip().splitlines()[0][:200]
+        reason = getattr(err, "strerror", None) or first_line(err, 200)
         left = kept or ("the previous file is unchanged" if path.exists() else "nothing was left behind")
         raise FofakdError(f"could not write '{path}' ({reason}); {left}; free space or fix the folder's permissions "
                           "and run the command again.") from None

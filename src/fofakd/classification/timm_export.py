@@ -10,7 +10,7 @@ from typing import Any
 from timm.data import DEFAULT_CROP_PCT
 from torch import nn
 
-from ..errors import FofakdError
+from ..errors import FofakdError, first_line
 
 # Entries of the timm pretrained config that name where the architecture's own weights came from; the export holds
 # other weights, so they are dropped rather than mislead.
@@ -103,6 +103,6 @@ def push_timm(model: nn.Module, spec: dict[str, Any], run: dict[str, Any] | None
                                   model_card=model_card(spec, run), data_config=data_config(spec),
                                   safe_serialization=True))
     except Exception as err:  # huggingface_hub raises many kinds: no token, no permission, a network error
-        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        reason = first_line(err)
         raise FofakdError(f"could not push to '{repo_id}' ({type(err).__name__}: {reason}); {kept}.") from None
 

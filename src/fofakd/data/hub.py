@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch.utils.data import Subset
 
-from ..errors import FofakdError
+from ..errors import FofakdError, first_line
 from .bundle import DataBundle
 from .folder import eval_transform, file_bundle, loader, train_transform
 
@@ -32,10 +32,10 @@ def _dataset(cfg: Any, split: str, transform: Any) -> Any:
     except ValueError as err:
         if "split" in str(err).lower():
             return None
-        raise FofakdError(f"could not read --data {cfg.data} ({str(err).splitlines()[0][:160]}); check the name, "
+        raise FofakdError(f"could not read --data {cfg.data} ({first_line(err)}); check the name, "
                           "or the folder's data files.") from None
     except (OSError, FileNotFoundError) as err:
-        raise FofakdError(f"could not read --data {cfg.data} ({str(err).splitlines()[0][:160]}); check the name and "
+        raise FofakdError(f"could not read --data {cfg.data} ({first_line(err)}); check the name and "
                           "the network, or point hfds/ at a local folder of data files.") from None
     dataset.transform = transform
     return dataset

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import FofakdError
+from ..errors import FofakdError, first_line
 from ..options import FRACTION, NON_NEGATIVE, POSITIVE, PROBABILITY, check_option
 
 TRAIN, DISTILL, BOTH = ("train",), ("distill",), ("train", "distill")
@@ -153,7 +153,7 @@ def load_yaml(path: str | Path, schema: type) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise FofakdError(f"config file '{path}' is not valid YAML ({str(err).splitlines()[0]}); fix its syntax.") from None
+        raise FofakdError(f"config file '{path}' is not valid YAML ({first_line(err)}); fix its syntax.") from None
     if not isinstance(data, dict):
         raise FofakdError(f"config file '{path}' must hold a mapping of option names to values.")
     return {key: check_value(key, value, schema) for key, value in data.items()}

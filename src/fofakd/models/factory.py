@@ -7,7 +7,7 @@ from pathlib import Path
 import timm
 from torch import nn
 
-from ..errors import FofakdError
+from ..errors import FofakdError, first_line
 from . import small  # noqa: F401 -- registers the small-image variants with timm
 from . import swin_tiny_variants  # noqa: F401 -- registers Swin-Nano and Swin-Pico with timm
 from .checkpoint import load_weights
@@ -86,7 +86,7 @@ def check_input_size(model: nn.Module, input_size: tuple[int, int, int], role: s
         with torch.no_grad():
             model.eval()(torch.zeros(1, *input_size))
     except (RuntimeError, AssertionError, ValueError) as err:
-        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        reason = first_line(err)
         raise FofakdError(
             f"the {role} ({type(model).__name__}) cannot take {input_size[1]}x{input_size[2]} px inputs ({reason}); "
             f"raise --img-size or give the {role} a smaller patch or stride."

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import FofakdError
+from ..errors import FofakdError, first_line
 
 
 def resolve_source(name: str) -> tuple[str, dict] | None:
@@ -38,8 +38,7 @@ def resolve_source(name: str) -> tuple[str, dict] | None:
         try:
             _, architecture, args = load_model_config_from_hf(model_id)
         except Exception as err:  # huggingface_hub raises many kinds: offline mode, no network, no such repository
-            text = str(err).strip().splitlines()[0] if str(err).strip() else ""
-            reason = text.split(". ")[0].rstrip(".")[:160] or type(err).__name__
+            reason = first_line(err, 1000).split(". ")[0].rstrip(".")[:160]
             raise FofakdError(f"could not fetch '{name}' from the Hugging Face Hub ({type(err).__name__}: {reason}); "
                               "check the name and the network, or download the model and pass local-dir:FOLDER."
                               ) from None

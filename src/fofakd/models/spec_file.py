@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import FofakdError
+from ..errors import FofakdError, first_line
 
 SPEC_KEY = "fofakd_spec"  # safetensors metadata entry holding the JSON spec a model is rebuilt from
 
@@ -24,7 +24,7 @@ def read_embedded_spec(path: str | Path) -> dict | None:
         with safe_open(str(path), framework="numpy") as f:
             metadata = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as err:
-        raise FofakdError(f"'{path}' is not a readable safetensors file ({str(err).splitlines()[0][:120]}); it may "
+        raise FofakdError(f"'{path}' is not a readable safetensors file ({first_line(err, 120)}); it may "
                           "be truncated: copy or export it again.") from None
     return _parse_spec(metadata[SPEC_KEY], path) if SPEC_KEY in metadata else None
 
