@@ -73,10 +73,9 @@ def run_one(comparison: Comparison, method: str, seed: int) -> None:
     run(cfg, "distill")
 
 
-def _subprocess(comparison: Comparison, method: str, seed: int, slot: int) -> None:
+def _subprocess(comparison: Comparison, method: str, seed: int, slot: int, gpus: int) -> None:
     """One run as its own process: GPUs one per process, else the CPU threads split between the processes."""
     env = dict(os.environ)
-    gpus = _gpu_count()
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
     else:
@@ -107,6 +106,8 @@ def execute(comparison: Comparison, on_change: Callable[[], None], echo: Callabl
          f"({comparison.parallel} at a time) in {comparison.out}")
     failures: dict[str, str] = {}
     durations: list[float] = []
+    # Counted once, before the runs start: importing torch inside the first run's thread held back the second's start.
+    gpus = _gpu_count() if comparison.parallel > 1 else 0
     start = time.perf_counter()
 
     def one(job: tuple[str, int], slot: int) -> None:
@@ -118,7 +119,7 @@ def execute(comparison: Comparison, on_change: Callable[[], None], echo: Callabl
         write_run_config(comparison, method, seed)
         try:
             if comparison.parallel > 1:
-                _subprocess(comparison, method, seed, slot)
+                _subprocess(comparison, method, seed, slot, gpus)
             else:
                 run_one(comparison, method, seed)
         except RunInterrupted:

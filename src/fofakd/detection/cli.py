@@ -9,7 +9,7 @@ def _cmd_fit(args: argparse.Namespace) -> None:
     from ..engine.config import config_from_args
 
     cfg = config_from_args(args)  # validated before torch and torchvision load
-    from .trainer import run_detection
+    from .training import run_detection
 
     run_detection(cfg, args.detect_command)
 

@@ -14,7 +14,7 @@ from typing import Any
 from ..engine.config import build_config
 from ..files import write_text
 from .config import DetectionConfig
-from .trainer import run_detection
+from .training import run_detection
 
 TEACHER = {"model": "resnet18"}
 # A MobileNetV2-0.5 student (the paper's family) reached under 1 AP50 in 4 epochs; ResNet-10 learns within the budget.
