@@ -105,8 +105,15 @@ def fields_of(schema: type) -> dict[str, dataclasses.Field]:
 
 
 
+@functools.cache
+def _type_hints(schema: type) -> dict[str, Any]:
+    """A config class's resolved field types (resolving them costs about 2 ms a field, and the parser asks for
+    every field of every command)."""
+    return typing.get_type_hints(schema)
+
+
 def _base_type(name: str, schema: type) -> tuple[type, bool]:
-    hint = typing.get_type_hints(schema)[name]
+    hint = _type_hints(schema)[name]
     args = typing.get_args(hint)
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         return next(a for a in args if a is not type(None)), True
