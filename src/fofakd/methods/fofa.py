@@ -47,7 +47,8 @@ class FOFA(Distiller):
 
     def __init__(self, teacher: nn.Module, student: nn.Module, input_size: Sequence[int], **options: Any):
         rest = dict(options)
-        attention, prompts, loss, stages, faithfulness = (group.take(rest) for group in GROUPS)
+        attention, prompts, loss = AttentionOptions.take(rest), PromptOptions.take(rest), LossOptions.take(rest)
+        stages, faithfulness = StageOptions.take(rest), FaithfulnessOptions.take(rest)
         super().__init__(teacher, student, input_size, **rest)  # what is left is `Distiller`'s
         self.attention: AttentionOptions = attention
         self.prompt_options: PromptOptions = prompts
