@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import matched as bench
-from paired_report import collect_paper_like, matched_paired, paired_lines, paper_like_markdown
+from paired_report import (aggregate, cell, collect_paper_like, group, matched_paired, paired_lines,
+                           paper_like_markdown)
 
 # The options the investigation may change, with the current default first: {option: {value: variant label}}.
 DECISIONS = {
@@ -24,23 +25,6 @@ DECISIONS = {
     "num_queries": {"64": "fofa", "256": "num_queries=256"},
 }
 LADDER_LABELS = {"full FOFA": "fofa"}
-
-
-def stats(runs: list[dict[str, Any]], key: str) -> tuple[float, float]:
-    values = [r[key] for r in runs]
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    (test, test_sd), (val, val_sd) = stats(runs, "test_top1"), stats(runs, "val_top1")
-    return {"test_mean": test, "test_std": test_sd, "val_mean": val, "val_std": val_sd, "seeds": len(runs),
-            "train_time_s": statistics.mean(r["train_time_s"] for r in runs),
-            "extra_parameters": runs[0]["extra_parameters"],
-            "runs": [{k: r[k] for k in ("seed", "test_top1", "val_top1", "train_time_s")} for r in runs]}
-
-
-def group(records: dict[str, dict[str, Any]], pair: str, label: str) -> list[dict[str, Any]]:
-    return sorted((r for r in records.values() if r["pair"] == pair and r["label"] == label), key=lambda r: r["seed"])
 
 
 def decide(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -99,13 +83,6 @@ def collect(records: dict[str, dict[str, Any]], geometry: dict[str, Any]) -> dic
             "ladder_rises_on_validation": len(ladder) == len(bench.LADDER)
             and all(b > a for a, b in zip(ladder, ladder[1:])),
             "decisions": decisions, "geometry": geometry}
-
-
-def cell(row: dict[str, Any] | None, key: str = "test") -> str:
-    if row is None:
-        return "-"
-    seeds = "" if row["seeds"] == 3 else f" ({row['seeds']} seed{'s' if row['seeds'] > 1 else ''})"
-    return f"{row[f'{key}_mean']:.2f} ± {row[f'{key}_std']:.2f}{seeds}"
 
 
 def markdown(results: dict[str, Any]) -> str:

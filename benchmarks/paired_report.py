@@ -1,5 +1,6 @@
-"""The accuracy report's paired sections: FOFA against every baseline seed by seed, in the matched regime and in
-the paper-like regime's confirmation, and the paper-like regime's table, geometry and ladder."""
+"""The accuracy report's per-seed aggregates, and its paired sections: FOFA against every baseline seed by seed, in
+the matched regime and in the paper-like regime's confirmation, and the paper-like regime's table, geometry and
+ladder."""
 from __future__ import annotations
 
 import statistics
@@ -26,22 +27,26 @@ def versus(subject: list[dict[str, Any]], methods: dict[str, list[dict[str, Any]
             for label, runs in methods.items() if runs is not subject}
 
 
-def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {"seeds": len(runs), "train_time_s": statistics.mean(r["train_time_s"] for r in runs),
-                           "runs": [{k: r[k] for k in ("seed", "val_top1", "test_top1", "train_time_s")}
-                                    for r in runs]}
-    for split in ("val", "test"):
-        values = [r[f"{split}_top1"] for r in runs]
-        out[f"{split}_mean"] = statistics.mean(values)
-        out[f"{split}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
-    return out
+def stats(runs: list[dict[str, Any]], key: str) -> tuple[float, float]:
+    values = [r[key] for r in runs]
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    (test, test_sd), (val, val_sd) = stats(runs, "test_top1"), stats(runs, "val_top1")
+    return {"test_mean": test, "test_std": test_sd, "val_mean": val, "val_std": val_sd, "seeds": len(runs),
+            "train_time_s": statistics.mean(r["train_time_s"] for r in runs),
+            "extra_parameters": runs[0]["extra_parameters"],
+            "runs": [{k: r[k] for k in ("seed", "test_top1", "val_top1", "train_time_s")} for r in runs]}
+
+
+def group(records: dict[str, dict[str, Any]], pair: str, label: str) -> list[dict[str, Any]]:
+    return sorted((r for r in records.values() if r["pair"] == pair and r["label"] == label), key=lambda r: r["seed"])
 
 
 def grouped(records: dict[str, dict[str, Any]], pair: str, labels: list[str]) -> dict[str, list[dict[str, Any]]]:
     """{label: its runs on `pair`, by seed}, for the labels that have any."""
-    out = {label: sorted((r for r in records.values() if r["pair"] == pair and r["label"] == label),
-                         key=lambda r: r["seed"]) for label in labels}
-    return {label: runs for label, runs in out.items() if runs}
+    return {label: runs for label in labels if (runs := group(records, pair, label))}
 
 
 def matched_paired(records: dict[str, dict[str, Any]], pairs: list[tuple[str, str]],
@@ -58,12 +63,12 @@ def matched_paired(records: dict[str, dict[str, Any]], pairs: list[tuple[str, st
 def collect_paper_like(seeds: int = 3) -> dict[str, Any]:
     """Everything accuracy.json holds of the paper-like regime's confirmation."""
     records, teachers, geo = load_records(PAPER_LIKE), teacher_index(PAPER_LIKE), geometry(PAPER_LIKE)
-    tuned = tuned_label()
-    expected = {(job.pair, job.label, job.seed) for job in jobs(seeds)}
+    tuned, expected = tuned_label(), jobs(seeds)
+    keys = {job.key for job in expected}
     pairs: dict[str, Any] = {}
     for t, s in PAIRS:
         name = f"{t} -> {s}"
-        labels = [label for label in ORDER if any(p == (t, s) and lb == label for p, lb, _ in expected)]
+        labels = [label for label in ORDER if any(job.pair == (t, s) and job.label == label for job in expected)]
         runs = grouped(records, name, labels)
         runs = {label: [r for r in rs if r["seed"] < seeds] for label, rs in runs.items()}
         subjects = {label: runs[label] for label in ("fofa", tuned) if label in runs}
@@ -71,7 +76,7 @@ def collect_paper_like(seeds: int = 3) -> dict[str, Any]:
             "teacher": t, "student": s, "teacher_test_top1": teachers[t]["test_top1"],
             "teacher_grids": geo["teachers"][t]["grids"], "student_grids": geo["students"][s]["grids"],
             "steps_per_run": PAPER_LIKE.steps, "train_images": PAPER_LIKE.train_images,
-            "methods": {label: summary(rs) for label, rs in runs.items()},
+            "methods": {label: aggregate(rs) for label, rs in runs.items()},
             "compute_s": sum(r["train_time_s"] for rs in runs.values() for r in rs),
             "paired": {label: versus(rs, runs) for label, rs in subjects.items()}}
     ladder_pair = " -> ".join(TUNING_PAIR)
@@ -79,14 +84,12 @@ def collect_paper_like(seeds: int = 3) -> dict[str, Any]:
     steps = [{"from": a, "to": b, **{split: paired(by_seed(ladder_runs[b], f"{split}_top1"),
                                                    by_seed(ladder_runs[a], f"{split}_top1")) for split in ("val", "test")}}
              for a, b in zip(FULL_LADDER, FULL_LADDER[1:]) if a in ladder_runs and b in ladder_runs]
-    done = sum(1 for key in expected if f"{key[0][0]}->{key[0][1]}|{key[1]}|seed{key[2]}" in records)
     return {"regime": PAPER_LIKE.name, "regime_hash": PAPER_LIKE.hash(), "settings": PAPER_LIKE.settings(),
-            "command": "python benchmarks/confirmation.py", "seeds": seeds, "runs": done, "expected_runs": len(expected),
+            "command": "python benchmarks/confirmation.py", "seeds": seeds, "runs": len(keys & records.keys()), "expected_runs": len(keys),
             "tuned": tuned, "tuning": {"pair": ladder_pair, "seed": 0, "candidates": [*PLAIN, *CANDIDATES]},
-            "compute_s": sum(r["train_time_s"] for r in records.values()
-                             if (tuple(r["pair"].split(" -> ")), r["label"], r["seed"]) in expected),
+            "compute_s": sum(r["train_time_s"] for key, r in records.items() if key in keys),
             "teachers": teachers, "pairs": pairs,
-            "ladder": {"pair": ladder_pair, "methods": {k: summary(v) for k, v in ladder_runs.items()}, "steps": steps}}
+            "ladder": {"pair": ladder_pair, "methods": {k: aggregate(v) for k, v in ladder_runs.items()}, "steps": steps}}
 
 
 def interval(d: dict[str, Any]) -> str:
@@ -110,16 +113,17 @@ def grids(g: list[list[int]]) -> str:
     return " / ".join(f"{a}x{b}" for a, b in g)
 
 
-def cell(row: dict[str, Any] | None, split: str) -> str:
+def cell(row: dict[str, Any] | None, key: str = "test") -> str:
     if row is None:
         return "-"
-    return f"{row[f'{split}_mean']:.2f} ± {row[f'{split}_std']:.2f} ({row['seeds']})"
+    seeds = "" if row["seeds"] == 3 else f" ({row['seeds']} seed{'s' if row['seeds'] > 1 else ''})"
+    return f"{row[f'{key}_mean']:.2f} ± {row[f'{key}_std']:.2f}{seeds}"
 
 
 def paper_like_markdown(r: dict[str, Any]) -> list[str]:
     pairs = r["pairs"]
     state = " (complete)." if r["runs"] >= r["expected_runs"] else \
-        "; **partial**: the confirmation resumes where it stopped, and every cell names its seed count."
+        "; **partial**: the confirmation resumes where it stopped, and cells name their seed count."
     tuned = r["tuned"] or "not chosen yet"
     lines = ["## Paper-like geometry: the three-seed confirmation", "",
              f"Command: `{r['command']}` (regime `{r['regime_hash']}`)  ",
@@ -133,7 +137,7 @@ def paper_like_markdown(r: dict[str, Any]) -> list[str]:
                      f"{p['compute_s'] / 3600:.2f} |")
     lines += ["", f"FOFA's recipe chosen on validation ({r['tuning']['pair']}, seed 0, among "
               f"{', '.join(f'`{c}`' for c in r['tuning']['candidates'])}): **{tuned}**.", "",
-              "Validation and test top-1 (%), mean ± standard deviation (seeds).", "",
+              "Validation and test top-1 (%), mean ± standard deviation over seeds.", "",
               "| method | " + " | ".join(f"{n} val | {n} test" for n in pairs) + " |", "|---" * (1 + 2 * len(pairs)) + "|"]
     labels = [label for label in ORDER if any(label in p["methods"] for p in pairs.values())]
     for label in labels:
