@@ -1,6 +1,7 @@
 """MLflow and Weights & Biases get what metrics.jsonl and summary.json get, read back from their own files."""
 import json
 import struct
+import time
 
 import pytest
 
@@ -58,6 +59,22 @@ def _wandb_records(path):
             yield record
 
 
+def _finished_wandb_records(path, timeout: float = 60.0):
+    """The run file's records once W&B's service process has written the closing exit record: `run.finish()` can
+    return while the service is still writing the file (seen once under load: history not yet there)."""
+    from google.protobuf.message import DecodeError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            records = list(_wandb_records(path))
+        except DecodeError:  # the service is midway through a record
+            records = []
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)
+
+
 def _item(item):
     return item.key or "/".join(item.nested_key), json.loads(item.value_json)
 
@@ -68,7 +85,7 @@ def test_wandb_offline_holds_every_epoch_the_config_and_the_summary(tmp_path, mo
     run = tmp_path / "run"
     assert main(["train", "--model", "resnet10t", "--out", str(run), *TINY, "--epochs", "2", "--tracker",
                  "wandb"]) == 0
-    records = list(_wandb_records(next((run / "wandb").glob("offline-run-*/run-*.wandb"))))
+    records = _finished_wandb_records(next((run / "wandb").glob("offline-run-*/run-*.wandb")))
     history = [dict(map(_item, r.history.item)) for r in records if r.WhichOneof("record_type") == "history"]
     assert [(h["_step"], h["val_top1"]) for h in history] == [(r["epoch"], r["val_top1"]) for r in _rows(run)]
     summary = {k: v for r in records if r.WhichOneof("record_type") == "summary"
