@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 import torch
@@ -13,6 +14,29 @@ from fofakd.compare.stats import paired, t_quantile
 
 SMALL = ["--train-subset", "96", "--val-subset", "64", "--test-subset", "64", "--batch-size", "32",
          "--eval-batch-size", "64", "--epochs", "2", "--lr", "0.002"]
+
+
+def test_progress_lines_from_parallel_runs_never_join(capsys):
+    # print() writes a line's text and its newline separately: two run threads printing at once joined their lines
+    # (with print, and the interpreter switching threads often, this loop joins hundreds of them).
+    from fofakd.compare.runner import echo_line
+
+    def report(name):
+        for i in range(3000):
+            echo_line(f"compare: start {name}/seed{i}")
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=report, args=(name,)) for name in ("kd", "fofa")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 6000 and all(line.count("compare: start") == 1 for line in lines)
 
 
 def test_paired_statistics_match_scipy():
@@ -142,7 +166,7 @@ def test_parallel_two_runs_at_a_time(teacher, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [line for line in result.stdout.splitlines() if line.startswith("compare: ")]
     first_done = next(i for i, line in enumerate(lines) if line.startswith("compare: done"))
-    assert sum(line.startswith("compare: start") for line in lines[:first_done]) == 2, "both ran at once"
+    assert sum(line.startswith("compare: start") for line in lines[:first_done]) == 2, result.stdout  # both at once
     assert json.loads((out / "results.json").read_text())["runs_finished"] == 2
     for method in ("scratch", "kd"):
         assert (out / ".compare" / f"{method}-seed0.log").read_text().count("test top-1") == 1

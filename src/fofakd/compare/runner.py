@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +19,14 @@ from ..files import write_text
 from .plan import Comparison
 
 STATE_DIR = ".compare"  # per-run configs and logs of parallel runs
+_ECHO_LOCK = threading.Lock()
+
+
+def echo_line(text: str) -> None:
+    """Print one whole line. Parallel runs report from their own threads, and `print` writes the text and its
+    newline separately, so two threads printing at once could join their lines into one."""
+    with _ECHO_LOCK:
+        print(text, flush=True)
 
 
 def run_state(comparison: Comparison, method: str, seed: int) -> str:
@@ -97,7 +106,7 @@ def _gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def execute(comparison: Comparison, on_change: Callable[[], None], echo: Callable[[str], None] = print
+def execute(comparison: Comparison, on_change: Callable[[], None], echo: Callable[[str], None] = echo_line
             ) -> dict[str, str]:
     """Make every run of the comparison; returns {"method/seedN": error} for the runs that failed."""
     runs = comparison.runs()
@@ -106,7 +115,7 @@ def execute(comparison: Comparison, on_change: Callable[[], None], echo: Callabl
          f"({comparison.parallel} at a time) in {comparison.out}")
     failures: dict[str, str] = {}
     durations: list[float] = []
-    # Counted once, before the runs start: importing torch inside the first run's thread held back the second's start.
+    # Counted once, before the runs' threads start.
     gpus = _gpu_count() if comparison.parallel > 1 else 0
     start = time.perf_counter()
 
