@@ -212,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "graph expects normalised input; the ONNX metadata holds the mean and std)")
     export.set_defaults(func=_cmd_export)
 
-    demo = sub.add_parser("demo", help="distil a ResNet into a small ViT on Fashion-MNIST with scratch, kd, ofa, fofa")
+    demo = sub.add_parser("demo",
+                          help="distil a ResNet into a small ViT on Fashion-MNIST with scratch, kd, fitnet, fofa")
     demo.add_argument("--out", default="demo", help="output directory (default: demo)")
     demo.add_argument("--quick", action="store_true", help="fewer images and steps (about 9 minutes on one core)")
     demo.set_defaults(func=_cmd_demo)
