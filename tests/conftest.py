@@ -19,7 +19,7 @@ def _seed():
     torch.manual_seed(0)
 
 
-LONGEST = "test_demo.py"  # about 10 minutes on one core: CI's critical path, so it starts first
+LONGEST = "test_demo.py"  # about 8 minutes on one core: CI's critical path, so it starts first
 
 
 def pytest_collection_modifyitems(items):

@@ -215,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo",
                           help="distil a ResNet into a small ViT on Fashion-MNIST with scratch, kd, fitnet, fofa")
     demo.add_argument("--out", default="demo", help="output directory (default: demo)")
-    demo.add_argument("--quick", action="store_true", help="fewer images and steps (about 9 minutes on one core)")
+    demo.add_argument("--quick", action="store_true",
+                      help="fewer images and steps, without KD (about 8 minutes on one core)")
     demo.set_defaults(func=_cmd_demo)
 
     report = sub.add_parser("report", help="comparison table and plots from run directories")
