@@ -50,8 +50,8 @@ FINDINGS = (
     "with the authors' settings leads no pair. With the teacher's features twice as fine as the student's tokens, "
     "as in the paper, and with four times the steps, FitNet still leads on ResNet -> ViT (87.55 against FOFA's "
     "83.65 and scratch's 80.85; one seed, validation); at the usual steps two seeds so far put FitNet about 2 "
-    "points above FOFA, even with FOFA's recipe tuned on validation. Which method wins depends on your pair and "
-    "budget: measure it with `fofakd compare`."
+    "points above FOFA on both CNN -> ViT pairs, even with FOFA's recipe tuned on validation. Which method wins "
+    "depends on your pair and budget: measure it with `fofakd compare`."
 )
 
 
