@@ -82,14 +82,18 @@ def collect_paper_like(seeds: int = 3) -> dict[str, Any]:
     ladder_pair = " -> ".join(TUNING_PAIR)
     ladder_runs = grouped(records, ladder_pair, FULL_LADDER)
     steps = [{"from": a, "to": b, **{split: paired(by_seed(ladder_runs[b], f"{split}_top1"),
-                                                   by_seed(ladder_runs[a], f"{split}_top1")) for split in ("val", "test")}}
+                                                   by_seed(ladder_runs[a], f"{split}_top1"))
+                                     for split in ("val", "test")}}
              for a, b in zip(FULL_LADDER, FULL_LADDER[1:]) if a in ladder_runs and b in ladder_runs]
+    done = keys & records.keys()
     return {"regime": PAPER_LIKE.name, "regime_hash": PAPER_LIKE.hash(), "settings": PAPER_LIKE.settings(),
-            "command": "python benchmarks/confirmation.py", "seeds": seeds, "runs": len(keys & records.keys()), "expected_runs": len(keys),
+            "command": "python benchmarks/confirmation.py", "seeds": seeds, "runs": len(done),
+            "expected_runs": len(keys),
             "tuned": tuned, "tuning": {"pair": ladder_pair, "seed": 0, "candidates": [*PLAIN, *CANDIDATES]},
-            "compute_s": sum(r["train_time_s"] for key, r in records.items() if key in keys),
+            "compute_s": sum(records[key]["train_time_s"] for key in done),
             "teachers": teachers, "pairs": pairs,
-            "ladder": {"pair": ladder_pair, "methods": {k: aggregate(v) for k, v in ladder_runs.items()}, "steps": steps}}
+            "ladder": {"pair": ladder_pair, "methods": {k: aggregate(v) for k, v in ladder_runs.items()},
+                       "steps": steps}}
 
 
 def interval(d: dict[str, Any]) -> str:
