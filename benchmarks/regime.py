@@ -95,6 +95,20 @@ def teacher_weights(regime: Regime, kind: str) -> Path:
     return regime.teacher_dir / f"{kind}.safetensors"
 
 
+def staged_teacher(regime: Regime, kind: str, work: Path) -> Path:
+    """A copy of teacher `kind`'s shipped weights in the work folder, named by their SHA-256: the path recorded in
+    each comparison's settings then depends neither on where the checkout lies nor on which checkout runs it, so a
+    fresh clone anywhere continues the same runs."""
+    weights = teacher_weights(regime, kind)
+    staged = work / "teacher_weights" / f"{kind}-{sha256(weights)[:16]}.safetensors"
+    if not staged.is_file():
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        partial = staged.with_suffix(f".{os.getpid()}.part")  # workers may stage at once: each renames its own copy
+        shutil.copyfile(weights, partial)
+        os.replace(partial, staged)
+    return staged
+
+
 def teacher_command(regime: Regime, kind: str, out: str) -> str:
     spec, r = regime.teachers[kind], regime.teacher_recipe
     kwargs = " ".join(f"{k}={json.dumps(v).replace(' ', '')}" for k, v in spec["kwargs"].items())
@@ -196,7 +210,7 @@ def distil(regime: Regime, pair: tuple[str, str], method: str, options: dict, se
     shared = {
         **regime.student_recipe, **(recipe or {}), "student": student["model"], "student_kwargs": student["kwargs"],
         "teacher": teacher["model"], "teacher_kwargs": teacher["kwargs"],
-        "teacher_checkpoint": str(teacher_weights(regime, pair[0])), "epochs": regime.epochs,
+        "teacher_checkpoint": str(staged_teacher(regime, pair[0], work)), "epochs": regime.epochs,
         # The matched regime's runs began before fofakd fused its optimisers; every regime keeps the for-loop, so
         # that one table holds one implementation (outside the hash, which would discard every record).
         "fused_optimizer": False}
