@@ -95,6 +95,7 @@ def test_recipe_builds_and_trains_one_step_at_224(group, tmp_path, offline_pretr
     # CIFAR recipes name a teacher run directory the user makes first; here the teacher's weights are random.
     models_cfg = dataclasses.replace(first, teacher_checkpoint=None, pretrained=True)
     teacher, student, _ = build_run_models(models_cfg, recipes[0].command, data)
+    teacher_before = [p.detach().clone() for p in teacher.parameters()] if teacher is not None else []
     # The methods share the models (building them again would double the test's time): the teacher is frozen and
     # FOFA's prompt hooks act only inside its own forward, so one method's step cannot change another's set-up.
     for recipe, cfg in zip(recipes, configs):
@@ -106,7 +107,6 @@ def test_recipe_builds_and_trains_one_step_at_224(group, tmp_path, offline_pretr
         scheduler = build_scheduler(cfg, optimizer, steps_per_epoch=1)
         ema = ModelEmaV3(distiller.student, decay=cfg.ema_decay) if cfg.ema else None
         before = [p.detach().clone() for p in distiller.student.parameters()]
-        teacher_before = [p.detach().clone() for p in distiller.teacher.parameters()] if distiller.teacher else []
         images, targets = _batch(cfg, num_classes, generator)
         out = distiller(images, targets)
         optimizer.zero_grad(set_to_none=True)

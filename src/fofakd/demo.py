@@ -23,7 +23,7 @@ SHIPPED_TEACHERS = Path(__file__).resolve().parents[2] / "benchmarks" / "teacher
 STUDENT = {"student": "vit_tiny_patch16_224",
            "student_kwargs": {"patch_size": 4, "embed_dim": 96, "depth": 4, "num_heads": 3}}
 # FitNet because the benchmark recommends it for a CNN teacher and a ViT student, so the table shows FOFA beside the
-# method to beat; OFA (2.3x a KD step on this pair) is in the benchmark and in `fofakd compare`.
+# method to beat; OFA (1.6x a KD step in the speed benchmark) is in the benchmark and in `fofakd compare`.
 METHODS = {
     "scratch": {},
     "kd": {},

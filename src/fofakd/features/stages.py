@@ -205,7 +205,7 @@ def _dry_run(
 ) -> tuple[torch.Tensor, list[torch.Tensor], list[tuple[int, ...]]]:
     was_training = model.training
     param = next(model.parameters(), None)
-    x = torch.zeros(2, *input_size, device=param.device if param is not None else "cpu")
+    x = torch.zeros(1, *input_size, device=param.device if param is not None else "cpu")
     with recording_input_shapes(model, starts) as seen:
         try:
             model.eval()
@@ -297,7 +297,7 @@ def embedding_dim(model: nn.Module, input_size: Sequence[int]) -> int:
     try:
         model.eval()
         with torch.no_grad():
-            x = torch.zeros(2, *input_size, device=param.device if param is not None else "cpu")
+            x = torch.zeros(1, *input_size, device=param.device if param is not None else "cpu")
             return forward_embedding(model, x)[1].shape[-1]
     finally:
         model.train(was_training)
