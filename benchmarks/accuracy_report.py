@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import matched as bench
+from internals import final_diagnostics, internals_lines
 from paired_report import (aggregate, cell, collect_paper_like, group, matched_paired, paired_lines,
                            paper_like_markdown)
 
@@ -43,13 +44,6 @@ def decide(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
             chosen, best = value, row["val_mean"]
     return {"chosen": chosen, "to_confirm": candidates, "val_mean": {v: r["val_mean"] for v, r in rows.items()},
             "val_std": {v: r["val_std"] for v, r in rows.items()}, "seeds": {v: r["seeds"] for v, r in rows.items()}}
-
-
-def final_diagnostics(runs: list[dict[str, Any]]) -> dict[str, float]:
-    """Last-epoch diagnostics, averaged over seeds."""
-    last = [r["diagnostics"][-1] for r in runs if r.get("diagnostics")]
-    keys = sorted({k for row in last for k in row if k.startswith("diag/")})
-    return {k.removeprefix("diag/"): statistics.mean(row[k] for row in last if k in row) for k in keys}
 
 
 def collect(records: dict[str, dict[str, Any]], geometry: dict[str, Any]) -> dict[str, Any]:
@@ -163,23 +157,10 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"- `{option}`: **{pick}** (" + ", ".join(
             f"{v} {m:.2f} ± {d['val_std'][v]:.2f} ({d['seeds'][v]} seed{'s' if d['seeds'][v] > 1 else ''})"
             for v, m in d["val_mean"].items()) + f"){confirm}")
-    lines += ["", "## FOFA's internals (last epoch, mean over seeds)", "",
-              "| run | " + " | ".join(f"beta s{i}" for i in range(4)) + " | " + " | ".join(
-                  f"prompt/input s{i}" for i in range(4)) + " | RAA entropy (nats, max 4.16) | "
-              + " | ".join(f"fd s{i}" for i in range(4)) + " |", "|---" * 14 + "|"]
     rows = [(name, p["fofa_diagnostics"]) for name, p in pairs.items()]
     rows += [(f"{results['investigation_pair']}, {n}", d) for n, d in results["investigation_diagnostics"].items()
              if n != "full FOFA"]
-
-    def num(d: dict[str, float], key: str, fmt: str = ".3g") -> str:
-        return format(d[key], fmt) if key in d else "-"
-
-    for name, d in rows:
-        if d:
-            lines.append(f"| {name} | " + " | ".join(num(d, f"beta_s{i}") for i in range(4)) + " | "
-                         + " | ".join(num(d, f"prompt_relative_size_s{i}") for i in range(4)) + " | "
-                         + num(d, "raa_entropy", ".3f") + " | " + " | ".join(num(d, f"fd_s{i}") for i in range(4))
-                         + " |")
+    lines += ["", "## FOFA's internals (last epoch, mean over seeds)", "", *internals_lines(rows)]
     lines += ["", "### FOFA minus each baseline, seed by seed (matched grids)", "",
               "A seed fixes the student's initialisation and the data order for every method, so each difference is "
               "taken within a seed; the interval is a 95 % t interval over seeds, and the verdict says whether it "

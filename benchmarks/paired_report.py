@@ -8,6 +8,7 @@ from typing import Any
 
 from confirmation import CANDIDATES, PLAIN, TUNING_PAIR, jobs, tuned_label
 from paper_like import AUTHORS_FITNET, LADDER, PAIRS, PAPER_LIKE
+from internals import final_diagnostics, internals_lines
 from regime import geometry, load_records, teacher_index
 
 from fofakd.compare.stats import paired
@@ -78,7 +79,9 @@ def collect_paper_like(seeds: int = 3) -> dict[str, Any]:
             "steps_per_run": PAPER_LIKE.steps, "train_images": PAPER_LIKE.train_images,
             "methods": {label: aggregate(rs) for label, rs in runs.items()},
             "compute_s": sum(r["train_time_s"] for rs in runs.values() for r in rs),
-            "paired": {label: versus(rs, runs) for label, rs in subjects.items()}}
+            "paired": {label: versus(rs, runs) for label, rs in subjects.items()},
+            "fofa_diagnostics": {label: final_diagnostics(rs) for label, rs in runs.items()
+                                 if rs[0]["method"] == "fofa"}}
     ladder_pair = " -> ".join(TUNING_PAIR)
     ladder_runs = grouped(records, ladder_pair, FULL_LADDER)
     steps = [{"from": a, "to": b, **{split: paired(by_seed(ladder_runs[b], f"{split}_top1"),
@@ -93,7 +96,7 @@ def collect_paper_like(seeds: int = 3) -> dict[str, Any]:
             "compute_s": sum(records[key]["train_time_s"] for key in done),
             "teachers": teachers, "pairs": pairs,
             "ladder": {"pair": ladder_pair, "methods": {k: aggregate(v) for k, v in ladder_runs.items()},
-                       "steps": steps}}
+                       "steps": steps, "diagnostics": {k: final_diagnostics(v) for k, v in ladder_runs.items()}}}
 
 
 def interval(d: dict[str, Any]) -> str:
@@ -156,4 +159,8 @@ def paper_like_markdown(r: dict[str, Any]) -> list[str]:
               "| step | val | test |", "|---|---|---|"]
     for step in ladder["steps"]:
         lines.append(f"| {step['from']} -> {step['to']} | {interval(step['val'])} | {interval(step['test'])} |")
+    rows = [(f"{name}, {label}", d) for name, p in pairs.items() for label, d in p["fofa_diagnostics"].items()]
+    rows += [(f"{ladder['pair']}, {label}", d) for label, d in ladder["diagnostics"].items() if label != "fofa"]
+    lines += ["", "### FOFA's internals in the paper-like geometry (last epoch, mean over the seeds run)", "",
+              *internals_lines(rows)]
     return lines

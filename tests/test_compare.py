@@ -52,6 +52,11 @@ def test_paired_statistics_match_scipy():
     assert got["verdict"] == ("leads" if low > 0 else "trails" if high < 0 else "cannot tell")
     assert paired({0: 1.0, 1: 2.0, 2: 3.0}, {0: 2.0, 1: 3.1, 2: 4.05})["verdict"] == "trails"
     assert paired({0: 1.0}, {0: 0.0})["verdict"] == "cannot tell (one seed)"
+    # Two seeds that tie (accuracies are quantised): 87.75 - 87.30 and 88.00 - 87.55 differ only by float rounding,
+    # and a zero-width interval would claim certainty from no measured spread.
+    tied = paired({0: 87.75, 1: 88.00}, {0: 87.30, 1: 87.55})
+    assert tied["interval"] is None and tied["verdict"] == "cannot tell (the same difference on every seed)"
+    assert tied["mean"] == pytest.approx(0.45)
 
 
 @pytest.fixture(scope="module")

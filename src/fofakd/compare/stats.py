@@ -51,13 +51,19 @@ def t_quantile(p: float, dof: int) -> float:
 
 def paired(values: dict[int, float], reference: dict[int, float], level: float = 0.95) -> dict[str, Any]:
     """`values` minus `reference` over the seeds both have: per-seed differences, their mean, a `level` t interval
-    and a verdict (leads / trails when the interval excludes 0, else cannot tell)."""
+    and a verdict (leads / trails when the interval excludes 0, else cannot tell).
+
+    Equal differences on every seed (accuracies on a fixed evaluation set are quantised, so two seeds can tie) give
+    a t interval of width zero: that is no estimate of the noise, so the verdict stays "cannot tell"."""
     seeds = sorted(set(values) & set(reference))
     diffs = [values[s] - reference[s] for s in seeds]
     out: dict[str, Any] = {"seeds": seeds, "differences": diffs, "mean": statistics.mean(diffs) if diffs else None,
                            "interval": None, "verdict": "cannot tell"}
     if len(diffs) < 2:
         out["verdict"] = "cannot tell (one seed)" if diffs else "cannot tell (no common seed)"
+        return out
+    if max(diffs) - min(diffs) <= 1e-9 * max(1.0, abs(out["mean"])):  # equal up to float rounding
+        out["verdict"] = "cannot tell (the same difference on every seed)"
         return out
     half = t_quantile(0.5 + level / 2, len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs))
     low, high = out["mean"] - half, out["mean"] + half
