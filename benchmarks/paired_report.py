@@ -7,8 +7,8 @@ import statistics
 from typing import Any
 
 from confirmation import CANDIDATES, PLAIN, TUNING_PAIR, jobs, tuned_label
-from paper_like import AUTHORS_FITNET, LADDER, PAIRS, PAPER_LIKE
 from internals import final_diagnostics, internals_lines
+from paper_like import AUTHORS_FITNET, LADDER, PAIRS, PAPER_LIKE
 from regime import geometry, load_records, teacher_index
 
 from fofakd.compare.stats import paired

@@ -98,9 +98,10 @@ def teacher_weights(regime: Regime, kind: str) -> Path:
 def staged_teacher(regime: Regime, kind: str, work: Path) -> Path:
     """A copy of teacher `kind`'s shipped weights in the work folder, named by their SHA-256: the path recorded in
     each comparison's settings then depends neither on where the checkout lies nor on which checkout runs it, so a
-    fresh clone anywhere continues the same runs."""
+    fresh clone anywhere continues the same runs. The SHA-256 is the shipped index's, which `ensure_teacher` has
+    checked against the file before any run."""
     weights = teacher_weights(regime, kind)
-    staged = work / "teacher_weights" / f"{kind}-{sha256(weights)[:16]}.safetensors"
+    staged = work / "teacher_weights" / f"{kind}-{teacher_index(regime)[kind]['sha256'][:16]}.safetensors"
     if not staged.is_file():
         staged.parent.mkdir(parents=True, exist_ok=True)
         partial = staged.with_suffix(f".{os.getpid()}.part")  # workers may stage at once: each renames its own copy
