@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import matched as bench
-from internals import final_diagnostics, internals_lines
+from internals import entropy_trace, final_diagnostics, internals_lines, plot_entropy_traces
 from paired_report import (aggregate, cell, collect_paper_like, group, matched_paired, paired_lines,
                            paper_like_markdown)
 
@@ -166,8 +166,24 @@ def markdown(results: dict[str, Any]) -> str:
               "taken within a seed; the interval is a 95 % t interval over seeds, and the verdict says whether it "
               "excludes zero.", ""]
     lines += paired_lines("pair", results["matched_paired"])
-    lines += ["", *paper_like_markdown(results["paper_like"]), "", results["note"], "", "![accuracy](accuracy.png)", ""]
+    lines += ["", *paper_like_markdown(results["paper_like"]), "", *entropy_lines(results["raa_entropy_over_training"]),
+              "", results["note"], "", "![accuracy](accuracy.png)", ""]
     return "\n".join(lines)
+
+
+def entropy_lines(series: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """The attention-entropy figure, with each series' entropy a quarter of the way through and at the end."""
+    lines = ["### FOFA's attention entropy over training (ResNet -> ViT)", "",
+             "Entropy of the region-aware attention over its 64 region tokens, in nats (uniform attention: "
+             "ln 64 = 4.16), at the end of an epoch, mean over seeds:", "",
+             "| run | seeds | a quarter of the way | at the end |", "|---|---|---|---|"]
+    for name, traces in series.items():
+        quarter = len(traces[0]["steps"]) // 4
+        early = statistics.mean(t["entropy"][quarter] for t in traces)
+        end = statistics.mean(t["entropy"][-1] for t in traces)
+        lines.append(f"| {name} | {len(traces)} | {early:.2f} (step {traces[0]['steps'][quarter]}) | "
+                     f"{end:.2f} (step {traces[0]['steps'][-1]}) |")
+    return [*lines, "", "![attention entropy](attention_entropy.png)"]
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
@@ -227,6 +243,25 @@ def confirmed_variants(records: dict[str, dict[str, Any]], args: argparse.Namesp
             if name != "full FOFA" and (name in args.confirm or name in past_screen)]
 
 
+def entropy_series() -> dict[str, list[dict[str, Any]]]:
+    """FOFA's attention entropy over training on ResNet -> ViT, in both geometries at both step counts, and at the
+    authors' RAA width: whether the attention sharpens given more steps."""
+    from geometry_screen import MATCHED_LONG
+    from paper_like import PAPER_LIKE
+    from regime import load_records
+
+    wanted = [(bench.MATCHED, "fofa", ""), (MATCHED_LONG, "fofa", ""), (PAPER_LIKE, "fofa", ""),
+              (PAPER_LIKE.longer(4), "fofa", ""), (PAPER_LIKE, "fofa, width 512", ", RAA width 512")]
+    series = {}
+    for regime, label, suffix in wanted:
+        runs = sorted((r for r in load_records(regime).values()
+                       if r["pair"] == "ResNet -> ViT" and r["label"] == label), key=lambda r: r["seed"])
+        if runs:
+            series[f"{regime.name.removesuffix(', 4x steps')}, {regime.steps:,} steps{suffix}"] = \
+                [entropy_trace(r) for r in runs]
+    return series
+
+
 def write_report(records: dict[str, dict[str, Any]], geometry: dict[str, Any], args: argparse.Namespace) -> None:
     import torch
 
@@ -245,10 +280,13 @@ def write_report(records: dict[str, dict[str, Any]], geometry: dict[str, Any], a
         "regime": bench.regime(), "regime_hash": bench.regime_hash(),
         "matched_paired": matched_paired(records, bench.PAIRS, list(bench.METHODS)),
         "paper_like": collect_paper_like(),
+        "raa_entropy_over_training": entropy_series(),
     })
     (bench.RESULTS / "accuracy.json").write_text(json.dumps(results, indent=2) + "\n")
     (bench.RESULTS / "accuracy.md").write_text(markdown(results))
     plot(results, bench.RESULTS / "accuracy.png")
+    plot_entropy_traces(results["raa_entropy_over_training"], bench.RESULTS / "attention_entropy.png",
+                        uniform=math.log(64))  # FOFA's 64 region tokens: the most the entropy can be
     print(f"wrote {bench.RESULTS / 'accuracy.md'}")
 
 
