@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import matched as bench
-from internals import entropy_trace, final_diagnostics, internals_lines, plot_entropy_traces
+from internals import UNIFORM_ENTROPY, entropy_trace, final_diagnostics, internals_lines, plot_entropy_traces
 from paired_report import (aggregate, cell, collect_paper_like, group, matched_paired, paired_lines,
                            paper_like_markdown)
 
@@ -175,7 +175,7 @@ def entropy_lines(series: dict[str, list[dict[str, Any]]]) -> list[str]:
     """The attention-entropy figure, with each series' entropy a quarter of the way through and at the end."""
     lines = ["### FOFA's attention entropy over training (ResNet -> ViT)", "",
              "Entropy of the region-aware attention over its 64 region tokens, in nats (uniform attention: "
-             "ln 64 = 4.16), at the end of an epoch, mean over seeds:", "",
+             f"ln 64 = {UNIFORM_ENTROPY:.2f}), at the end of an epoch, mean over seeds:", "",
              "| run | seeds | a quarter of the way | at the end |", "|---|---|---|---|"]
     for name, traces in series.items():
         quarter = len(traces[0]["steps"]) // 4
@@ -252,13 +252,14 @@ def entropy_series() -> dict[str, list[dict[str, Any]]]:
 
     wanted = [(bench.MATCHED, "fofa", ""), (MATCHED_LONG, "fofa", ""), (PAPER_LIKE, "fofa", ""),
               (PAPER_LIKE.longer(4), "fofa", ""), (PAPER_LIKE, "fofa, width 512", ", RAA width 512")]
+    records = {regime.hash(): load_records(regime) for regime, _, _ in wanted}
     series = {}
     for regime, label, suffix in wanted:
-        runs = sorted((r for r in load_records(regime).values()
+        runs = sorted((r for r in records[regime.hash()].values()
                        if r["pair"] == "ResNet -> ViT" and r["label"] == label), key=lambda r: r["seed"])
         if runs:
             series[f"{regime.name.removesuffix(', 4x steps')}, {regime.steps:,} steps{suffix}"] = \
-                [entropy_trace(r) for r in runs]
+                [entropy_trace(r, regime.steps_per_epoch) for r in runs]
     return series
 
 
@@ -285,8 +286,7 @@ def write_report(records: dict[str, dict[str, Any]], geometry: dict[str, Any], a
     (bench.RESULTS / "accuracy.json").write_text(json.dumps(results, indent=2) + "\n")
     (bench.RESULTS / "accuracy.md").write_text(markdown(results))
     plot(results, bench.RESULTS / "accuracy.png")
-    plot_entropy_traces(results["raa_entropy_over_training"], bench.RESULTS / "attention_entropy.png",
-                        uniform=math.log(64))  # FOFA's 64 region tokens: the most the entropy can be
+    plot_entropy_traces(results["raa_entropy_over_training"], bench.RESULTS / "attention_entropy.png")
     print(f"wrote {bench.RESULTS / 'accuracy.md'}")
 
 

@@ -3,11 +3,13 @@ relative size, the region-aware attention's entropy and the feature loss, per st
 attention's entropy over training."""
 from __future__ import annotations
 
+import math
 import statistics
 from pathlib import Path
 from typing import Any
 
 STAGES = range(4)
+UNIFORM_ENTROPY = math.log(64)  # FOFA's 64 region tokens: the most the attention's entropy can be
 
 
 def final_diagnostics(runs: list[dict[str, Any]]) -> dict[str, float]:
@@ -35,15 +37,14 @@ def internals_lines(rows: list[tuple[str, dict[str, float]]]) -> list[str]:
     return lines
 
 
-def entropy_trace(run: dict[str, Any]) -> dict[str, Any]:
+def entropy_trace(run: dict[str, Any], steps_per_epoch: int) -> dict[str, Any]:
     """The region-aware attention's entropy at the end of each epoch of one run, against the optimiser step."""
     rows = [row for row in run.get("diagnostics") or [] if "diag/raa_entropy" in row]
-    per_epoch = run["steps"] / len(run["diagnostics"]) if rows else 0
-    return {"seed": run["seed"], "steps": [round(row["epoch"] * per_epoch) for row in rows],
+    return {"seed": run["seed"], "steps": [row["epoch"] * steps_per_epoch for row in rows],
             "entropy": [row["diag/raa_entropy"] for row in rows]}
 
 
-def plot_entropy_traces(series: dict[str, list[dict[str, Any]]], path: Path, uniform: float) -> None:
+def plot_entropy_traces(series: dict[str, list[dict[str, Any]]], path: Path) -> None:
     """One line per run, one colour per series, with the entropy of uniform attention for reference."""
     import matplotlib
 
@@ -55,7 +56,7 @@ def plot_entropy_traces(series: dict[str, list[dict[str, Any]]], path: Path, uni
         for i, trace in enumerate(traces):
             ax.plot(trace["steps"], trace["entropy"], color=colour, lw=1.2, alpha=0.85,
                     label=f"{name} ({len(traces)} seed{'s' if len(traces) > 1 else ''})" if i == 0 else None)
-    ax.axhline(uniform, color="k", ls="--", lw=1, label=f"uniform attention ({uniform:.2f})")
+    ax.axhline(UNIFORM_ENTROPY, color="k", ls="--", lw=1, label=f"uniform attention ({UNIFORM_ENTROPY:.2f})")
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("RAA attention entropy (nats)")
     ax.set_title("FOFA on ResNet -> ViT: the region-aware attention stops sharpening early", fontsize=10)
