@@ -93,7 +93,7 @@ def collect_paper_like(seeds: int = 3) -> dict[str, Any]:
             "command": "python benchmarks/confirmation.py", "seeds": seeds, "runs": len(done),
             "expected_runs": len(keys),
             "tuned": tuned, "tuning": {"pair": ladder_pair, "seed": 0, "candidates": [*PLAIN, *CANDIDATES]},
-            "compute_s": sum(records[key]["train_time_s"] for key in done),
+            "compute_s": sum(records[key]["train_time_s"] for key in sorted(done)),
             "teachers": teachers, "pairs": pairs,
             "ladder": {"pair": ladder_pair, "methods": {k: aggregate(v) for k, v in ladder_runs.items()},
                        "steps": steps, "diagnostics": {k: final_diagnostics(v) for k, v in ladder_runs.items()}}}
