@@ -192,15 +192,22 @@ def plot(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(f"{name}, matched", p["methods"]) for name, p in results["pairs"].items() if p["methods"]]
-    panels += [(f"{name}, paper-like", p["methods"]) for name, p in results["paper_like"]["pairs"].items()
+    # Each regime is shown on the split its text quotes: test for the matched grids, validation for the paper-like.
+    paper_like = results["paper_like"]
+    panels = [(f"{name}, matched (test)", p["methods"]) for name, p in results["pairs"].items() if p["methods"]]
+    panels += [(f"{name}, paper-like (val)", p["methods"]) for name, p in paper_like["pairs"].items()
                if p["methods"]]
+    if paper_like["ladder"]["methods"]:
+        panels.append((f"FOFA ladder, {paper_like['ladder']['pair']}, paper-like (val)",
+                       paper_like["ladder"]["methods"]))
     if results["investigation"]:
-        panels.append((f"FOFA investigation, {results['investigation_pair']} (val)", results["investigation"]))
+        panels.append((f"FOFA investigation, {results['investigation_pair']}, matched (val)",
+                       results["investigation"]))
     if not panels:
         return
-    columns = math.ceil(len(panels) / 2)
-    fig, axes = plt.subplots(2, columns, figsize=(4.2 * columns, 8.8), squeeze=False)
+    columns = 4  # the matched pairs on the first row, the paper-like pairs and their ladder on the second
+    rows = math.ceil(len(panels) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 4.4 * rows), squeeze=False)
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
     for ax, (title, rows) in zip(axes.flat, panels):
