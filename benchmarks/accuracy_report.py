@@ -194,24 +194,24 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
     # Each regime is shown on the split its text quotes: test for the matched grids, validation for the paper-like.
     paper_like = results["paper_like"]
-    panels = [(f"{name}, matched (test)", p["methods"]) for name, p in results["pairs"].items() if p["methods"]]
-    panels += [(f"{name}, paper-like (val)", p["methods"]) for name, p in paper_like["pairs"].items()
+    panels = [(f"{name}, matched (test)", "test", p["methods"]) for name, p in results["pairs"].items()
+              if p["methods"]]
+    panels += [(f"{name}, paper-like (val)", "val", p["methods"]) for name, p in paper_like["pairs"].items()
                if p["methods"]]
     if paper_like["ladder"]["methods"]:
-        panels.append((f"FOFA ladder, {paper_like['ladder']['pair']}, paper-like (val)",
+        panels.append((f"FOFA ladder, {paper_like['ladder']['pair']}, paper-like (val)", "val",
                        paper_like["ladder"]["methods"]))
     if results["investigation"]:
-        panels.append((f"FOFA investigation, {results['investigation_pair']}, matched (val)",
+        panels.append((f"FOFA investigation, {results['investigation_pair']}, matched (val)", "val",
                        results["investigation"]))
     if not panels:
         return
     columns = 4  # the matched pairs on the first row, the paper-like pairs and their ladder on the second
-    rows = math.ceil(len(panels) / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 4.4 * rows), squeeze=False)
+    grid_rows = math.ceil(len(panels) / columns)
+    fig, axes = plt.subplots(grid_rows, columns, figsize=(4.2 * columns, 4.4 * grid_rows), squeeze=False)
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
-    for ax, (title, rows) in zip(axes.flat, panels):
-        key = "val" if "(val)" in title else "test"
+    for ax, (title, key, rows) in zip(axes.flat, panels):
         names = list(rows)
         ax.bar(range(len(names)), [rows[n][f"{key}_mean"] for n in names],
                yerr=[rows[n][f"{key}_std"] for n in names], capsize=3,

@@ -49,7 +49,7 @@ FINDINGS = (
     "CNN teaches an MLP (82.7 against 79.4), OFA or DKD when a ViT teaches a CNN (84.3 and 84.2 against 83.3). FOFA "
     "with the authors' settings leads no pair. With the teacher's features twice as fine as the student's tokens, "
     "as in the paper, and with four times the steps, FitNet still leads on ResNet -> ViT (87.55 against FOFA's "
-    "83.65 and scratch's 80.85; one seed, validation); at the usual steps FitNet leads FOFA by about 2 to 3 "
+    "83.65 and scratch's 80.85; one seed, validation); at the usual steps FitNet leads FOFA by 1.8 to 3.0 "
     "points on both CNN -> ViT pairs, on every seed, even with FOFA's recipe tuned on validation (RSD is close "
     "to FitNet), and only when a ViT teaches a CNN do the feature-matching methods fall below scratch, where FOFA "
     "is level with KD, DIST and OFA. Which method wins depends on your pair and budget: measure it with "
